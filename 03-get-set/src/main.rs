@@ -1,0 +1,154 @@
+//! Step 03: GET and SET.
+//!
+//! Step 02 could talk; now it remembers. A keyspace (`db.rs`) is created
+//! once in `main` and shared by every connection's task: `Arc` gives each
+//! task a handle to the same `Server`, and a `Mutex` inside lets one command
+//! at a time read or change the map. `commands.rs` gains GET, SET (with NX,
+//! XX and GET), DEL, EXISTS, DBSIZE and FLUSHALL.
+
+mod commands;
+mod db;
+mod resp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use commands::Client;
+use db::Db;
+use resp::Frame;
+
+/// Command-line options, spelled the way redis-server spells them.
+pub struct Config {
+    bind: String,
+    /// 0 asks the operating system for any free port (the tests use this).
+    port: u16,
+}
+
+impl Config {
+    fn from_args(mut args: impl Iterator<Item = String>) -> Result<Config> {
+        let mut config = Config {
+            bind: "127.0.0.1".to_string(),
+            port: 6380,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--bind" => config.bind = value()?,
+                "--port" => config.port = value()?.parse().context("--port takes 0 to 65535")?,
+                _ => bail!("unknown option '{flag}' (this step knows --bind and --port)"),
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// What every connection shares: the configuration and the keyspace.
+pub struct Server {
+    config: Config,
+    db: Db,
+}
+
+/// A batch of replies is written out once it reaches this size, even before
+/// the batch is complete, so a client that pipelines thousands of commands
+/// does not make us hold all their replies in memory at once.
+const FLUSH_AT: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let config = Config::from_args(std::env::args().skip(1))?;
+    let listener = TcpListener::bind((config.bind.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    println!(
+        "step03-get-set: ready to accept connections on {}",
+        listener.local_addr()?
+    );
+    let server = Arc::new(Server {
+        config,
+        db: Db::default(),
+    });
+
+    let mut next_client_id = 1;
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually EMFILE: out of file descriptors. That passes as other
+                // clients leave, so pause instead of spinning or giving up.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let client = Client::new(next_client_id);
+        next_client_id += 1;
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            if let Err(e) = serve(socket, client, &server).await {
+                eprintln!("{peer}: connection closed by error: {e}");
+            }
+        });
+    }
+}
+
+/// Runs one client's connection: read, parse, execute, reply, repeat.
+async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Result<()> {
+    // Replies leave as soon as they are written instead of waiting for the
+    // client's ACK of the previous packet (Nagle's algorithm): we already
+    // batch them ourselves, one write per read.
+    socket.set_nodelay(true)?;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = Vec::with_capacity(16 * 1024);
+
+    loop {
+        input.reserve(16 * 1024);
+        if socket.read_buf(&mut input).await? == 0 {
+            return Ok(()); // The client hung up.
+        }
+
+        // Run every whole command the buffer holds before answering: replies
+        // to a pipelining client then leave in one write, not one each.
+        loop {
+            let args = match resp::parse_request(&input) {
+                Ok(Some((args, used))) => {
+                    input.advance(used);
+                    args
+                }
+                Ok(None) => break, // The rest of the command is still in flight.
+                Err(error) => {
+                    // As Redis does: say what was wrong, then hang up, since
+                    // we can no longer tell where the next command starts.
+                    eprintln!("protocol error from client {}: {error}", client.id);
+                    Frame::Error(error.to_string()).encode(&mut output, client.protocol);
+                    socket.write_all(&output).await?;
+                    return Ok(());
+                }
+            };
+            if args.is_empty() {
+                continue; // Redis ignores blank lines, `*0` and `*-1`.
+            }
+            let reply = commands::execute(&args, &mut client, server);
+            reply.encode(&mut output, client.protocol);
+            if client.quitting {
+                break;
+            }
+            if output.len() >= FLUSH_AT {
+                socket.write_all(&output).await?;
+                output.clear();
+            }
+        }
+
+        if !output.is_empty() {
+            socket.write_all(&output).await?;
+            output.clear();
+        }
+        if client.quitting {
+            return Ok(());
+        }
+    }
+}
