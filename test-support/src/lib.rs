@@ -171,6 +171,21 @@ impl Raw {
         );
     }
 
+    /// Sends each inline command of `script` and expects its reply, exactly;
+    /// both are written without their final CRLF.
+    pub fn converse(&mut self, script: &[(&str, &str)]) {
+        for (request, reply) in script {
+            self.send(format!("{request}\r\n").as_bytes());
+            let expected = format!("{reply}\r\n");
+            let got = self.read_exact(expected.len());
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                expected,
+                "unexpected reply to {request}"
+            );
+        }
+    }
+
     /// Reads exactly `n` bytes.
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         let mut buf = vec![0; n];
