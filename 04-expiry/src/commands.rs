@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::db::{instant_at_unix_ms, unix_time_ms, Expiry};
+use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_ms, Expiry};
 use crate::resp::{parse_integer, Frame, Protocol};
 use crate::Server;
 
@@ -637,15 +637,6 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
         db.set_deadline(&args[1], Some(instant_at_unix_ms(at_ms, now, now_ms)));
     }
     Frame::Integer(1)
-}
-
-/// The Unix time in milliseconds of `deadline`, given that `now` is `now_ms`.
-fn unix_ms_of(deadline: Instant, now: Instant, now_ms: i64) -> i64 {
-    let ahead = deadline.saturating_duration_since(now).as_millis();
-    let behind = now.saturating_duration_since(deadline).as_millis();
-    now_ms
-        .saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
-        .saturating_sub(i64::try_from(behind).unwrap_or(i64::MAX))
 }
 
 /// TTL key: seconds left, rounded to the nearest second as Redis does.

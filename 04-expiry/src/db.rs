@@ -174,6 +174,16 @@ pub fn instant_at_unix_ms(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
     }
 }
 
+/// The Unix time in milliseconds of `deadline`, given that `now` is
+/// `now_ms`: the inverse of [`instant_at_unix_ms`].
+pub fn unix_ms_of(deadline: Instant, now: Instant, now_ms: i64) -> i64 {
+    let ahead = deadline.saturating_duration_since(now).as_millis();
+    let behind = now.saturating_duration_since(deadline).as_millis();
+    now_ms
+        .saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
+        .saturating_sub(i64::try_from(behind).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
