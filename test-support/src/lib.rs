@@ -31,13 +31,18 @@ pub struct Server {
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The server's working directory: files it writes by default (a
+    /// dump.rdb, say) land here and vanish with it, not in the source tree.
+    _workdir: TempDir,
 }
 
 impl Server {
     /// Starts `binary` (pass `env!("CARGO_BIN_EXE_<name>")`) on a free port
     /// with the given extra arguments, and waits until it accepts connections.
     pub fn start(binary: &str, args: &[&str]) -> Server {
+        let workdir = TempDir::new("workdir");
         let mut child = Command::new(binary)
+            .current_dir(workdir.path())
             .args(["--port", "0"])
             .args(args)
             .stdin(Stdio::null())
@@ -66,7 +71,12 @@ impl Server {
                 );
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            _workdir: workdir,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

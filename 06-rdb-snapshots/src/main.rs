@@ -1,0 +1,275 @@
+//! Step 06: RDB snapshots.
+//!
+//! The AOF of step 05 records every change; a snapshot records the state
+//! at one moment, in the compact binary format Redis itself writes
+//! (`rdb.rs`), so redis-server can load ours and we can load its. SAVE,
+//! BGSAVE and the `--save` save points write one (`snapshot.rs`); at start
+//! the server loads the AOF if `--appendonly yes`, as Redis does, and the
+//! snapshot otherwise.
+
+mod aof;
+mod commands;
+mod db;
+mod rdb;
+mod resp;
+mod snapshot;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use aof::{AofFile, Fsync};
+use commands::Client;
+use db::Db;
+use resp::Frame;
+use snapshot::{SavePoint, Snapshots};
+
+/// Command-line options, spelled the way redis-server spells them.
+pub struct Config {
+    bind: String,
+    /// 0 asks the operating system for any free port (the tests use this).
+    port: u16,
+    /// Where the files live.
+    dir: PathBuf,
+    appendonly: bool,
+    appendfilename: String,
+    appendfsync: Fsync,
+    /// When to save a snapshot by itself; empty for never.
+    save_points: Vec<SavePoint>,
+    dbfilename: String,
+}
+
+impl Config {
+    fn from_args(mut args: impl Iterator<Item = String>) -> Result<Config> {
+        let mut config = Config {
+            bind: "127.0.0.1".to_string(),
+            port: 6380,
+            dir: PathBuf::from("."),
+            appendonly: false,
+            appendfilename: "appendonly.aof".to_string(),
+            appendfsync: Fsync::EverySec,
+            save_points: snapshot::default_save_points(),
+            dbfilename: "dump.rdb".to_string(),
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--bind" => config.bind = value()?,
+                "--port" => config.port = value()?.parse().context("--port takes 0 to 65535")?,
+                "--dir" => config.dir = PathBuf::from(value()?),
+                "--appendonly" => config.appendonly = yes_or_no(&flag, &value()?)?,
+                "--appendfilename" => config.appendfilename = value()?,
+                "--appendfsync" => config.appendfsync = Fsync::parse(&value()?)?,
+                "--save" => config.save_points = snapshot::parse_save_points(&value()?)?,
+                "--dbfilename" => config.dbfilename = value()?,
+                _ => bail!(
+                    "unknown option '{flag}' (this step knows --bind, --port, --dir, \
+                     --appendonly, --appendfilename, --appendfsync, --save and --dbfilename)"
+                ),
+            }
+        }
+        // Absolute, as Redis reports it in CONFIG GET dir.
+        config.dir = config
+            .dir
+            .canonicalize()
+            .with_context(|| format!("--dir {}", config.dir.display()))?;
+        Ok(config)
+    }
+}
+
+fn yes_or_no(flag: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => bail!("{flag} must be yes or no, not '{value}'"),
+    }
+}
+
+/// What every connection shares: the configuration, the keyspace, the
+/// append-only file when `--appendonly yes`, and the snapshot file.
+pub struct Server {
+    config: Config,
+    db: Db,
+    aof: Option<AofFile>,
+    snapshots: Snapshots,
+}
+
+/// How often the background sweep looks for expired keys (Redis: `hz` 10).
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+/// How many expired keys the sweep deletes per turn of the lock, so that a
+/// million keys expiring together never stall other clients for long.
+const EXPIRE_BATCH: usize = 1000;
+
+/// A batch of replies is written out once it reaches this size, even before
+/// the batch is complete, so a client that pipelines thousands of commands
+/// does not make us hold all their replies in memory at once.
+const FLUSH_AT: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let config = Config::from_args(std::env::args().skip(1))?;
+    let listener = TcpListener::bind((config.bind.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    let snapshot_path = config.dir.join(&config.dbfilename);
+    let mut server = Server {
+        config,
+        db: Db::default(),
+        aof: None,
+        snapshots: Snapshots::new(snapshot_path.clone()),
+    };
+
+    // As Redis does: with the AOF on, it alone is loaded, since it holds
+    // every write, while a snapshot may be older. The AOF is replayed
+    // before serving anyone, and only then opened for appending, so the
+    // replay itself is not appended again.
+    let mut aof_writer = None;
+    if !server.config.appendonly {
+        let loaded = snapshot::load(&snapshot_path, &server).await?;
+        println!("loaded {loaded} keys from {}", snapshot_path.display());
+    }
+    if server.config.appendonly {
+        let path = server.config.dir.join(&server.config.appendfilename);
+        let replayed = aof::replay(&path, &server).await?;
+        println!("replayed {replayed} commands from {}", path.display());
+        let (aof, writer) = aof::open(&path, server.config.appendfsync).await?;
+        server.aof = Some(aof);
+        server.db.lock().start_logging_changes();
+        aof_writer = Some(writer);
+    }
+    let server = Arc::new(server);
+    println!(
+        "step06-rdb-snapshots: ready to accept connections on {}",
+        listener.local_addr()?
+    );
+
+    tokio::spawn(expire_keys_in_background(Arc::clone(&server)));
+    tokio::spawn(snapshot::save_in_background(Arc::clone(&server)));
+    if let Some(writer) = aof_writer {
+        if server.config.appendfsync == Fsync::EverySec {
+            tokio::spawn(aof::sync_every_second(writer.sync_handle().await?));
+        }
+        tokio::spawn(writer.run(Arc::clone(&server)));
+    }
+
+    let mut next_client_id = 1;
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually EMFILE: out of file descriptors. That passes as other
+                // clients leave, so pause instead of spinning or giving up.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let client = Client::new(next_client_id);
+        next_client_id += 1;
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            if let Err(e) = serve(socket, client, &server).await {
+                eprintln!("{peer}: connection closed by error: {e}");
+            }
+        });
+    }
+}
+
+/// Active expiry: every `EXPIRE_EVERY`, delete every key that is due, a
+/// batch at a time, letting other tasks run between batches.
+async fn expire_keys_in_background(server: Arc<Server>) {
+    let mut ticks = tokio::time::interval(EXPIRE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        while server
+            .db
+            .lock()
+            .remove_expired(Instant::now(), EXPIRE_BATCH)
+            == EXPIRE_BATCH
+        {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Runs one client's connection: read, parse, execute, reply, repeat.
+async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Result<()> {
+    // Replies leave as soon as they are written instead of waiting for the
+    // client's ACK of the previous packet (Nagle's algorithm): we already
+    // batch them ourselves, one write per read.
+    socket.set_nodelay(true)?;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = Vec::with_capacity(16 * 1024);
+    // `None` when persistence is off: every use below reads as "if there is
+    // an AOF, ...", and the compiler makes sure we ask.
+    let aof: Option<&AofFile> = server.aof.as_ref();
+
+    loop {
+        input.reserve(16 * 1024);
+        if socket.read_buf(&mut input).await? == 0 {
+            return Ok(()); // The client hung up.
+        }
+
+        // Run every whole command the buffer holds before answering: replies
+        // to a pipelining client then leave in one write, not one each.
+        loop {
+            let args = match resp::parse_request(&input) {
+                Ok(Some((args, used))) => {
+                    input.advance(used);
+                    args
+                }
+                Ok(None) => break, // The rest of the command is still in flight.
+                Err(error) => {
+                    // As Redis does: say what was wrong, then hang up, since
+                    // we can no longer tell where the next command starts.
+                    eprintln!("protocol error from client {}: {error}", client.id);
+                    Frame::Error(error.to_string()).encode(&mut output, client.protocol);
+                    send(&mut socket, &mut output, aof, &server.db).await?;
+                    return Ok(());
+                }
+            };
+            if args.is_empty() {
+                continue; // Redis ignores blank lines, `*0` and `*-1`.
+            }
+            let reply = commands::execute(&args, &mut client, server);
+            reply.encode(&mut output, client.protocol);
+            if client.quitting {
+                break;
+            }
+            if output.len() >= FLUSH_AT {
+                send(&mut socket, &mut output, aof, &server.db).await?;
+            }
+        }
+
+        if !output.is_empty() {
+            send(&mut socket, &mut output, aof, &server.db).await?;
+        }
+        if client.quitting {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes a batch of replies, but first waits until the AOF holds the
+/// changes they acknowledge: a client must never hear "OK" for a write
+/// that a crash could undo.
+async fn send(
+    socket: &mut TcpStream,
+    output: &mut Vec<u8>,
+    aof: Option<&AofFile>,
+    db: &Db,
+) -> Result<()> {
+    if let Some(aof) = aof {
+        let position = db.lock().log_position();
+        aof.wait_until_written(position).await;
+    }
+    socket.write_all(output).await?;
+    output.clear();
+    Ok(())
+}
