@@ -87,6 +87,11 @@ impl Server {
         self.addr.port()
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the server printed so far, stdout and stderr interleaved.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -163,7 +168,11 @@ pub struct Raw {
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Raw::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// Wraps a connection made some other way (say, one a test accepted).
+    pub fn from_stream(stream: TcpStream) -> Raw {
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_nodelay(true).unwrap();
         Raw { stream }
@@ -377,10 +386,7 @@ impl RedisServer {
         }
         // redis-server cannot be asked for an ephemeral port, so borrow one
         // from the kernel and hand it over.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
+        let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -418,6 +424,15 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A port that was free a moment ago, for servers that must be restarted on
+/// the same port (a master its replicas reconnect to).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("find a free port")
+        .port()
 }
 
 /// Polls `condition` until it holds, failing the test after [`PATIENCE`].

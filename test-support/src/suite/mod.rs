@@ -1,18 +1,20 @@
 //! Checks that a step must keep passing in every later step, written once.
 //!
 //! Step 02 introduces the protocol, step 03 the keyspace, step 04 expiry,
-//! step 05 the append-only file, step 06 snapshots, step 07 pub/sub; every
-//! later step must keep all of it working exactly as well. A step's
-//! `tests/suites.rs` runs the suites that apply to it against its own
-//! binary with one line each (`resp_suite!`, `keyspace_suite!`,
-//! `expiry_suite!`, `aof_suite!`, `rdb_suite!`, `pubsub_suite!`), so a bug
-//! fixed in one step is proven fixed in all of them.
+//! step 05 the append-only file, step 06 snapshots, step 07 pub/sub, step
+//! 08 replication; every later step must keep all of it working exactly as
+//! well. A step's `tests/suites.rs` runs the suites that apply to it
+//! against its own binary with one line each (`resp_suite!`,
+//! `keyspace_suite!`, `expiry_suite!`, `aof_suite!`, `rdb_suite!`,
+//! `pubsub_suite!`, `replication_suite!`), so a bug fixed in one step is
+//! proven fixed in all of them.
 
 pub mod aof;
 pub mod expiry;
 pub mod keyspace;
 pub mod pubsub;
 pub mod rdb;
+pub mod replication;
 pub mod resp;
 
 use crate::{tool_available, Server};

@@ -3,7 +3,6 @@
 //! redis-check-rdb and redis-server accept ours and we load theirs.
 
 use std::io::Write;
-use std::path::Path;
 
 use redis::Connection;
 
@@ -216,16 +215,6 @@ pub fn a_save_point_saves_by_itself(bin: &str) {
     assert_eq!(dbsize(&mut server.client()), 2);
 }
 
-fn temp_file_in(dir: &Path) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|entry| {
-        entry
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with("temp-")
-    })
-}
-
 pub fn a_crash_during_bgsave_leaves_the_previous_snapshot(bin: &str) {
     let dir = TempDir::new("rdb-crash");
     let mut server = start(bin, &dir, &[]);
@@ -237,15 +226,25 @@ pub fn a_crash_during_bgsave_leaves_the_previous_snapshot(bin: &str) {
     ]);
     let previous = std::fs::read(dir.file(DUMP)).unwrap();
 
-    // Two hundred megabytes take a while to encode, write and fsync.
-    fill(&mut raw, 200_000);
-    raw.converse(&[("BGSAVE", "+Background saving started")]);
-    wait_until("the new snapshot is being written", || {
-        temp_file_in(dir.path())
-    });
+    // To crash while the new snapshot is half written, every time: put a
+    // named pipe where the server writes it (temp-<pid>.rdb, as in Redis).
+    // Its write blocks, mid-save, until we kill the server.
+    let temp = dir.file(&format!("temp-{}.rdb", server.pid()));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&temp)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    raw.converse(&[
+        ("SET new 3", "+OK"),
+        ("BGSAVE", "+Background saving started"),
+    ]);
+    // A second BGSAVE is refused until the first ends: it is under way.
+    raw.converse(&[("BGSAVE", "-ERR Background save already in progress")]);
     server.kill();
 
     assert_eq!(std::fs::read(dir.file(DUMP)).unwrap(), previous);
+    std::fs::remove_file(&temp).unwrap();
     let server = start(bin, &dir, &[]);
     assert_eq!(dbsize(&mut server.client()), 2);
 }
