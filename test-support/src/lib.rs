@@ -126,6 +126,33 @@ impl Server {
             .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"))
     }
 
+    /// Sends a signal by name ("TERM", "INT"), as `kill -TERM` would.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the server to exit by itself (after a signal or SHUTDOWN)
+    /// and returns how it exited; fails the test if it does not.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit; its output:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGKILL, as a crash or `kill -9` would, and reaps the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

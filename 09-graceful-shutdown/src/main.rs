@@ -1,0 +1,453 @@
+//! Step 09: graceful shutdown.
+//!
+//! Every earlier step stopped the moment it was killed. Now SIGINT,
+//! SIGTERM and SHUTDOWN stop it politely (`shutdown.rs`): no new
+//! connections, every open one finishes its command and closes, the AOF is
+//! fsynced and a final snapshot saved, and the process exits 0. The same
+//! `Semaphore` that counts connections for the drain also enforces
+//! `--maxclients`.
+
+mod aof;
+mod commands;
+mod db;
+mod glob;
+mod pubsub;
+mod rdb;
+mod replication;
+mod resp;
+mod shutdown;
+mod snapshot;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use aof::{AofFile, Fsync};
+use commands::Client;
+use db::Db;
+use pubsub::PubSub;
+use replication::{MasterAddr, Replication};
+use resp::Frame;
+use shutdown::Shutdown;
+use snapshot::{SavePoint, Snapshots};
+
+/// Command-line options, spelled the way redis-server spells them.
+pub struct Config {
+    bind: String,
+    /// 0 asks the operating system for any free port (the tests use this).
+    port: u16,
+    /// Where the files live.
+    dir: PathBuf,
+    appendonly: bool,
+    appendfilename: String,
+    appendfsync: Fsync,
+    /// When to save a snapshot by itself; empty for never.
+    save_points: Vec<SavePoint>,
+    dbfilename: String,
+    /// The master to follow, if this server starts as a replica.
+    replicaof: Option<MasterAddr>,
+    /// The most client connections at once.
+    maxclients: u32,
+    /// How long a shutdown waits for connections to finish.
+    shutdown_timeout: Duration,
+}
+
+impl Config {
+    fn from_args(mut args: impl Iterator<Item = String>) -> Result<Config> {
+        let mut config = Config {
+            bind: "127.0.0.1".to_string(),
+            port: 6380,
+            dir: PathBuf::from("."),
+            appendonly: false,
+            appendfilename: "appendonly.aof".to_string(),
+            appendfsync: Fsync::EverySec,
+            save_points: snapshot::default_save_points(),
+            dbfilename: "dump.rdb".to_string(),
+            replicaof: None,
+            maxclients: 10_000,
+            shutdown_timeout: Duration::from_secs(10),
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--bind" => config.bind = value()?,
+                "--port" => config.port = value()?.parse().context("--port takes 0 to 65535")?,
+                "--dir" => config.dir = PathBuf::from(value()?),
+                "--appendonly" => config.appendonly = yes_or_no(&flag, &value()?)?,
+                "--appendfilename" => config.appendfilename = value()?,
+                "--appendfsync" => config.appendfsync = Fsync::parse(&value()?)?,
+                "--save" => config.save_points = snapshot::parse_save_points(&value()?)?,
+                "--dbfilename" => config.dbfilename = value()?,
+                // "host port" as one argument, or as two like redis-server.
+                "--replicaof" | "--slaveof" => {
+                    let first = value()?;
+                    let (host, port) = match first.split_once(' ') {
+                        Some((host, port)) => (host.to_string(), port.trim().to_string()),
+                        None => (first, value()?),
+                    };
+                    config.replicaof = Some(replication::parse_master(&host, &port)?);
+                }
+                "--maxclients" => {
+                    config.maxclients = value()?.parse().context("--maxclients takes a number")?;
+                }
+                "--shutdown-timeout" => {
+                    let seconds = value()?
+                        .parse()
+                        .context("--shutdown-timeout takes seconds")?;
+                    config.shutdown_timeout = Duration::from_secs(seconds);
+                }
+                // The seed's form: `replica <listen-addr> <master-addr>`.
+                "replica" => {
+                    let listen = replication::parse_addr(&value()?)?;
+                    let master = replication::parse_addr(&value()?)?;
+                    config.bind = listen.ip().to_string();
+                    config.port = listen.port();
+                    config.replicaof = Some(MasterAddr {
+                        host: master.ip().to_string(),
+                        port: master.port(),
+                    });
+                }
+                _ => bail!(
+                    "unknown option '{flag}' (this step knows --bind, --port, --dir, \
+                     --appendonly, --appendfilename, --appendfsync, --save, --dbfilename, \
+                     --replicaof, --maxclients, --shutdown-timeout, and \
+                     replica <listen-addr> <master-addr>)"
+                ),
+            }
+        }
+        // Absolute, as Redis reports it in CONFIG GET dir.
+        config.dir = config
+            .dir
+            .canonicalize()
+            .with_context(|| format!("--dir {}", config.dir.display()))?;
+        Ok(config)
+    }
+}
+
+fn yes_or_no(flag: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => bail!("{flag} must be yes or no, not '{value}'"),
+    }
+}
+
+/// What every connection shares: the configuration, the keyspace, the
+/// append-only file when `--appendonly yes`, the snapshot file, the
+/// pub/sub channels, the replication state, and the shutdown signal.
+pub struct Server {
+    config: Config,
+    /// The port we really listen on (with `--port 0`, the one the system
+    /// picked), which a replica announces to its master.
+    listening_port: u16,
+    db: Db,
+    aof: Option<AofFile>,
+    snapshots: Snapshots,
+    pubsub: PubSub,
+    replication: Replication,
+    shutdown: Shutdown,
+}
+
+/// How often the background sweep looks for expired keys (Redis: `hz` 10).
+const EXPIRE_EVERY: Duration = Duration::from_millis(100);
+/// How many expired keys the sweep deletes per turn of the lock, so that a
+/// million keys expiring together never stall other clients for long.
+const EXPIRE_BATCH: usize = 1000;
+
+/// A batch of replies is written out once it reaches this size, even before
+/// the batch is complete, so a client that pipelines thousands of commands
+/// does not make us hold all their replies in memory at once.
+const FLUSH_AT: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let config = Config::from_args(std::env::args().skip(1))?;
+    let listener = TcpListener::bind((config.bind.as_str(), config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+    let snapshot_path = config.dir.join(&config.dbfilename);
+    let replication = Replication::new(config.replicaof.clone());
+    let shutdown = Shutdown::new(config.maxclients);
+    let mut server = Server {
+        config,
+        listening_port: listener.local_addr()?.port(),
+        db: Db::default(),
+        aof: None,
+        snapshots: Snapshots::new(snapshot_path.clone()),
+        pubsub: PubSub::default(),
+        replication,
+        shutdown,
+    };
+
+    // As Redis does: with the AOF on, it alone is loaded, since it holds
+    // every write, while a snapshot may be older. The AOF is replayed
+    // before serving anyone, and only then opened for appending, so the
+    // replay itself is not appended again.
+    let mut aof_writer = None;
+    if !server.config.appendonly {
+        let loaded = snapshot::load(&snapshot_path, &server).await?;
+        println!("loaded {loaded} keys from {}", snapshot_path.display());
+    }
+    if server.config.appendonly {
+        let path = server.config.dir.join(&server.config.appendfilename);
+        let replayed = aof::replay(&path, &server).await?;
+        println!("replayed {replayed} commands from {}", path.display());
+        let (aof, writer) = aof::open(&path, server.config.appendfsync).await?;
+        server.aof = Some(aof);
+        server.db.lock().start_logging_changes();
+        aof_writer = Some(writer);
+    }
+    let server = Arc::new(server);
+    println!(
+        "step09-graceful-shutdown: ready to accept connections on {}",
+        listener.local_addr()?
+    );
+
+    tokio::spawn(expire_keys_in_background(Arc::clone(&server)));
+    tokio::spawn(snapshot::save_in_background(Arc::clone(&server)));
+    tokio::spawn(replication::ping_replicas(Arc::clone(&server)));
+    tokio::spawn(replication::follow_master(Arc::clone(&server)));
+    if let Some(writer) = aof_writer {
+        if server.config.appendfsync == Fsync::EverySec {
+            tokio::spawn(aof::sync_every_second(writer.sync_handle().await?));
+        }
+        tokio::spawn(writer.run(Arc::clone(&server)));
+    }
+
+    let stop = shutdown::wait_for_request(&server);
+    tokio::pin!(stop);
+    let mut next_client_id = 1;
+    let save = loop {
+        let accepted = tokio::select! {
+            // Checked first: once a shutdown starts, nobody else gets in.
+            biased;
+            save = &mut stop => break save?,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually EMFILE: out of file descriptors. That passes as other
+                // clients leave, so pause instead of spinning or giving up.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(permit) = server.shutdown.admit() else {
+            tokio::spawn(refuse(socket));
+            continue;
+        };
+        let client = Client::new(next_client_id, peer);
+        next_client_id += 1;
+        let server = Arc::clone(&server);
+        tokio::spawn(async move {
+            if let Err(e) = serve(socket, client, &server).await {
+                eprintln!("{peer}: connection closed by error: {e}");
+            }
+            // Home it goes: one fewer connection for the drain to wait on.
+            drop(permit);
+        });
+    };
+    drop(listener);
+    let code = shutdown::finish(&server, save).await;
+    // Not a return from main: that would wait for blocking tasks that may
+    // never finish (a write to a dead disk), and the promises are kept.
+    std::process::exit(code);
+}
+
+/// Over `--maxclients`: say so, as Redis does, and hang up.
+async fn refuse(mut socket: TcpStream) {
+    let _ = socket
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+}
+
+/// Active expiry: every `EXPIRE_EVERY`, delete every key that is due, a
+/// batch at a time, letting other tasks run between batches.
+async fn expire_keys_in_background(server: Arc<Server>) {
+    let mut ticks = tokio::time::interval(EXPIRE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        while server
+            .db
+            .lock()
+            .remove_expired(Instant::now(), EXPIRE_BATCH)
+            == EXPIRE_BATCH
+        {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Runs one client's connection, and whatever way it ends, takes the
+/// client off every channel it subscribed to: a channel must not count a
+/// subscriber that is gone.
+async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Result<()> {
+    let result = converse(&mut socket, &mut client, server).await;
+    client.subscriptions.clear(&server.pubsub);
+    result
+}
+
+/// Read, parse, execute, reply, repeat; and, at any moment, pass on the
+/// messages the client's subscriptions deliver.
+async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) -> Result<()> {
+    // Replies leave as soon as they are written instead of waiting for the
+    // client's ACK of the previous packet (Nagle's algorithm): we already
+    // batch them ourselves, one write per read.
+    socket.set_nodelay(true)?;
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = Vec::with_capacity(16 * 1024);
+    // `None` when persistence is off: every use below reads as "if there is
+    // an AOF, ...", and the compiler makes sure we ask.
+    let aof: Option<&AofFile> = server.aof.as_ref();
+    let too_slow = client.subscriptions.overflow_signal();
+    let mut out = Outbox {
+        output: &mut output,
+        aof,
+        db: &server.db,
+        too_slow: &too_slow,
+    };
+
+    loop {
+        input.reserve(16 * 1024);
+        // Whichever comes first: bytes from the client, a message for one of
+        // its subscriptions, or the news that it reads too slowly for them.
+        // All three futures can be dropped unfinished without losing
+        // anything, which is what `select!` requires of them.
+        tokio::select! {
+            // A shutdown comes first: the connection closes between
+            // commands, never in the middle of a reply.
+            biased;
+            () = server.shutdown.requested() => return Ok(()),
+            read = socket.read_buf(&mut input) => {
+                if read? == 0 {
+                    return Ok(()); // The client hung up.
+                }
+                run_commands(&mut input, socket, client, server, &mut out).await?;
+                if client.quitting {
+                    return Ok(());
+                }
+                if let Some(request) = client.sync_request {
+                    // PSYNC or SYNC: from now on this connection is a
+                    // replica's stream, until the replica goes away.
+                    let input = std::mem::take(&mut input);
+                    return replication::serve_replica(socket, input, client, server, request)
+                        .await;
+                }
+            }
+            delivery = client.subscriptions.next() => {
+                // Whatever else is already waiting goes in the same write.
+                let mut next = Some(delivery);
+                while let Some(delivery) = next {
+                    delivery.into_frame().encode(out.output, client.protocol);
+                    next = match out.output.len() < FLUSH_AT {
+                        true => client.subscriptions.try_next(),
+                        false => None,
+                    };
+                }
+                out.send(socket).await?;
+            }
+            () = too_slow.notified() => return Err(too_slow_error(client)),
+        }
+    }
+}
+
+/// Runs every whole command the buffer holds before answering: replies to
+/// a pipelining client then leave in one write, not one each.
+async fn run_commands(
+    input: &mut BytesMut,
+    socket: &mut TcpStream,
+    client: &mut Client,
+    server: &Server,
+    out: &mut Outbox<'_>,
+) -> Result<()> {
+    loop {
+        let args = match resp::parse_request(input) {
+            Ok(Some((args, used))) => {
+                input.advance(used);
+                args
+            }
+            Ok(None) => break, // The rest of the command is still in flight.
+            Err(error) => {
+                // As Redis does: say what was wrong, then hang up, since we
+                // can no longer tell where the next command starts.
+                eprintln!("protocol error from client {}: {error}", client.id);
+                Frame::Error(error.to_string()).encode(out.output, client.protocol);
+                out.send(socket).await?;
+                client.quitting = true;
+                return Ok(());
+            }
+        };
+        if args.is_empty() {
+            continue; // Redis ignores blank lines, `*0` and `*-1`.
+        }
+        if server.shutdown.is_requested() {
+            // Shutting down: the replies so far go out, nothing new starts.
+            client.quitting = true;
+            break;
+        }
+        let reply = commands::execute(&args, client, server);
+        reply.encode(out.output, client.protocol);
+        if client.quitting || client.sync_request.is_some() {
+            break;
+        }
+        if std::mem::take(&mut client.published) {
+            // Let the subscribers' forwarding tasks drain the broadcast
+            // before the next PUBLISH, so a pipelined burst of them cannot
+            // overrun a channel's buffer.
+            tokio::task::yield_now().await;
+        }
+        if out.output.len() >= FLUSH_AT {
+            out.send(socket).await?;
+        }
+    }
+    if !out.output.is_empty() {
+        out.send(socket).await?;
+    }
+    Ok(())
+}
+
+fn too_slow_error(client: &Client) -> anyhow::Error {
+    anyhow::anyhow!(
+        "client {} reads its subscriptions too slowly (over {} MB waiting); disconnected",
+        client.id,
+        pubsub::MAILBOX_LIMIT / (1024 * 1024)
+    )
+}
+
+/// What a connection writes, and what must happen before it may.
+struct Outbox<'a> {
+    output: &'a mut Vec<u8>,
+    aof: Option<&'a AofFile>,
+    db: &'a Db,
+    too_slow: &'a Notify,
+}
+
+impl Outbox<'_> {
+    /// Writes the pending replies, but first waits until the AOF holds the
+    /// changes they acknowledge: a client must never hear "OK" for a write
+    /// that a crash could undo. A subscriber that stops reading would block
+    /// the write forever, so its overflow ends the wait too.
+    async fn send(&mut self, socket: &mut TcpStream) -> Result<()> {
+        if let Some(aof) = self.aof {
+            let position = self.db.lock().log_position();
+            aof.wait_until_written(position).await;
+        }
+        tokio::select! {
+            written = socket.write_all(self.output) => written?,
+            () = self.too_slow.notified() => {
+                anyhow::bail!("a subscriber stopped reading; disconnected");
+            }
+        }
+        self.output.clear();
+        Ok(())
+    }
+}

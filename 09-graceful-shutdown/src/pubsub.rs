@@ -1,0 +1,331 @@
+//! Publish/subscribe: channels, patterns, and the subscriptions of one
+//! connection.
+//!
+//! Every channel (and every pattern) that has subscribers owns a
+//! `tokio::sync::broadcast` sender. PUBLISH sends the message once into it;
+//! the message is a reference-counted `Bytes`, so a thousand subscribers
+//! share one copy. Each subscription of a connection is a small task that
+//! receives from the broadcast and forwards into that connection's mailbox;
+//! the connection `select!`s between its socket and its mailbox.
+//!
+//! A publisher never waits for subscribers: `broadcast::Sender::send` does
+//! not block. A subscriber that cannot keep up must not make the server's
+//! memory grow without bound either, so each mailbox counts the bytes
+//! waiting in it; past `MAILBOX_LIMIT` (Redis's `client-output-buffer-limit
+//! pubsub` hard limit, 32 MB) the subscriber is disconnected, as Redis does.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use crate::glob;
+use crate::resp::Frame;
+
+/// Messages a channel's broadcast buffer holds for a subscriber whose
+/// forwarding task has not run yet. Forwarders drain it continuously into
+/// their mailboxes, and the publishing connection yields after every
+/// PUBLISH so they get to run, so it only has to absorb short bursts.
+const BROADCAST_CAPACITY: usize = 256;
+
+/// The most bytes of undelivered messages one subscriber may have waiting.
+pub const MAILBOX_LIMIT: usize = 32 * 1024 * 1024;
+
+/// One published message.
+#[derive(Debug)]
+pub struct Message {
+    pub channel: Bytes,
+    pub payload: Bytes,
+}
+
+/// A message on its way to one subscriber.
+pub enum Delivery {
+    /// Through a channel subscription: `message <channel> <payload>`.
+    Message(Arc<Message>),
+    /// Through a pattern: `pmessage <pattern> <channel> <payload>`.
+    PatternMessage(Bytes, Arc<Message>),
+}
+
+impl Delivery {
+    /// The message as the client sees it: a push in RESP3, an array in
+    /// RESP2.
+    pub fn into_frame(self) -> Frame {
+        let bulk = Frame::Bulk;
+        match self {
+            Delivery::Message(m) => Frame::Push(vec![
+                bulk(Bytes::from_static(b"message")),
+                bulk(m.channel.clone()),
+                bulk(m.payload.clone()),
+            ]),
+            Delivery::PatternMessage(pattern, m) => Frame::Push(vec![
+                bulk(Bytes::from_static(b"pmessage")),
+                bulk(pattern),
+                bulk(m.channel.clone()),
+                bulk(m.payload.clone()),
+            ]),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Delivery::Message(m) | Delivery::PatternMessage(_, m) => {
+                m.channel.len() + m.payload.len()
+            }
+        }
+    }
+}
+
+/// Every channel and pattern with subscribers, server-wide.
+#[derive(Default)]
+pub struct PubSub {
+    channels: Mutex<HashMap<Bytes, Topic>>,
+    patterns: Mutex<HashMap<Bytes, Topic>>,
+}
+
+/// A channel or a pattern, and how many connections subscribe to it. The
+/// count is ours, not `broadcast::Sender::receiver_count`: a receiver is
+/// dropped only when its forwarding task winds down, a moment after the
+/// client unsubscribed, and PUBLISH must count exactly.
+struct Topic {
+    sender: broadcast::Sender<Arc<Message>>,
+    subscribers: usize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PubSub {
+    /// Sends `payload` to every subscriber of `channel` and of every
+    /// matching pattern; returns how many receive it.
+    pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
+        let message = Arc::new(Message { channel, payload });
+        let mut receivers = 0;
+        if let Some(topic) = lock(&self.channels).get(&message.channel) {
+            // `send` fails only when there is no receiver at all, which our
+            // count already says; nothing to handle.
+            let _ = topic.sender.send(Arc::clone(&message));
+            receivers += topic.subscribers;
+        }
+        for (pattern, topic) in lock(&self.patterns).iter() {
+            if glob::matches(pattern, &message.channel) {
+                let _ = topic.sender.send(Arc::clone(&message));
+                receivers += topic.subscribers;
+            }
+        }
+        receivers
+    }
+
+    /// The channels with at least one subscriber, optionally only those
+    /// matching a glob pattern (PUBSUB CHANNELS).
+    pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        lock(&self.channels)
+            .keys()
+            .filter(|channel| pattern.map_or(true, |p| glob::matches(p, channel)))
+            .cloned()
+            .collect()
+    }
+
+    /// How many connections subscribe to `channel` (PUBSUB NUMSUB).
+    pub fn subscribers(&self, channel: &[u8]) -> usize {
+        lock(&self.channels)
+            .get(channel)
+            .map_or(0, |t| t.subscribers)
+    }
+
+    /// How many distinct patterns have subscribers (PUBSUB NUMPAT).
+    pub fn pattern_count(&self) -> usize {
+        lock(&self.patterns).len()
+    }
+
+    fn topics(&self, kind: Kind) -> MutexGuard<'_, HashMap<Bytes, Topic>> {
+        match kind {
+            Kind::Channel => lock(&self.channels),
+            Kind::Pattern => lock(&self.patterns),
+        }
+    }
+
+    fn join(&self, kind: Kind, name: &Bytes) -> broadcast::Receiver<Arc<Message>> {
+        let mut topics = self.topics(kind);
+        let topic = topics.entry(name.clone()).or_insert_with(|| Topic {
+            sender: broadcast::channel(BROADCAST_CAPACITY).0,
+            subscribers: 0,
+        });
+        topic.subscribers += 1;
+        topic.sender.subscribe()
+    }
+
+    /// The last subscriber to leave removes the topic, so that millions of
+    /// short-lived channels leave nothing behind.
+    fn leave(&self, kind: Kind, name: &[u8]) {
+        let mut topics = self.topics(kind);
+        if let Some(topic) = topics.get_mut(name) {
+            topic.subscribers -= 1;
+            if topic.subscribers == 0 {
+                topics.remove(name);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Channel,
+    Pattern,
+}
+
+/// Where a connection's forwarding tasks deliver.
+struct Mailbox {
+    sender: mpsc::UnboundedSender<Delivery>,
+    /// Bytes delivered but not yet written to the client.
+    queued: AtomicUsize,
+    /// Signalled when the subscriber fell too far behind.
+    overflowed: Arc<Notify>,
+}
+
+/// The subscriptions of one connection, and its mailbox.
+pub struct Subscriptions {
+    channels: HashMap<Bytes, JoinHandle<()>>,
+    patterns: HashMap<Bytes, JoinHandle<()>>,
+    mailbox: Arc<Mailbox>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        let (sender, deliveries) = mpsc::unbounded_channel();
+        Subscriptions {
+            channels: HashMap::new(),
+            patterns: HashMap::new(),
+            mailbox: Arc::new(Mailbox {
+                sender,
+                queued: AtomicUsize::new(0),
+                overflowed: Arc::new(Notify::new()),
+            }),
+            deliveries,
+        }
+    }
+}
+
+impl Subscriptions {
+    /// Channels plus patterns: the count Redis reports in every
+    /// (un)subscribe confirmation.
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// The names subscribed to, of one kind.
+    pub fn names(&self, kind: Kind) -> Vec<Bytes> {
+        self.of(kind).keys().cloned().collect()
+    }
+
+    fn of(&self, kind: Kind) -> &HashMap<Bytes, JoinHandle<()>> {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+        }
+    }
+
+    /// Subscribes to a channel or pattern; subscribing twice is harmless.
+    pub fn subscribe(&mut self, pubsub: &PubSub, kind: Kind, name: Bytes) {
+        if self.of(kind).contains_key(&name) {
+            return;
+        }
+        let receiver = pubsub.join(kind, &name);
+        let pattern = (kind == Kind::Pattern).then(|| name.clone());
+        let task = tokio::spawn(forward(receiver, pattern, Arc::clone(&self.mailbox)));
+        match kind {
+            Kind::Channel => self.channels.insert(name, task),
+            Kind::Pattern => self.patterns.insert(name, task),
+        };
+    }
+
+    /// Unsubscribes; whether there was such a subscription.
+    pub fn unsubscribe(&mut self, pubsub: &PubSub, kind: Kind, name: &[u8]) -> bool {
+        let removed = match kind {
+            Kind::Channel => self.channels.remove(name),
+            Kind::Pattern => self.patterns.remove(name),
+        };
+        match removed {
+            Some(task) => {
+                task.abort();
+                pubsub.leave(kind, name);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Leaves everything: on RESET, and when the connection ends.
+    pub fn clear(&mut self, pubsub: &PubSub) {
+        for kind in [Kind::Channel, Kind::Pattern] {
+            for name in self.names(kind) {
+                self.unsubscribe(pubsub, kind, &name);
+            }
+        }
+    }
+
+    /// Waits for the next message for this connection. Never returns while
+    /// there are no subscriptions, which is what `select!` wants.
+    pub async fn next(&mut self) -> Delivery {
+        let delivery = self
+            .deliveries
+            .recv()
+            .await
+            .expect("the mailbox holds its own sender, so it never closes");
+        self.mailbox
+            .queued
+            .fetch_sub(delivery.size(), Ordering::Relaxed);
+        delivery
+    }
+
+    /// A message that is already waiting, if any: to batch several into
+    /// one write.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        let delivery = self.deliveries.try_recv().ok()?;
+        self.mailbox
+            .queued
+            .fetch_sub(delivery.size(), Ordering::Relaxed);
+        Some(delivery)
+    }
+
+    /// Signalled when this subscriber has fallen too far behind. A handle
+    /// of its own, so the connection can wait on it while it also waits on
+    /// [`Subscriptions::next`].
+    pub fn overflow_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.mailbox.overflowed)
+    }
+}
+
+/// One subscription's task: from the channel's broadcast into the
+/// connection's mailbox, until the subscription ends (the task is aborted)
+/// or the subscriber falls too far behind.
+async fn forward(
+    mut receiver: broadcast::Receiver<Arc<Message>>,
+    pattern: Option<Bytes>,
+    mailbox: Arc<Mailbox>,
+) {
+    loop {
+        let message = match receiver.recv().await {
+            Ok(message) => message,
+            // The broadcast buffer overran before this task could drain it.
+            Err(RecvError::Lagged(_)) => return mailbox.overflowed.notify_one(),
+            Err(RecvError::Closed) => return,
+        };
+        let delivery = match &pattern {
+            Some(pattern) => Delivery::PatternMessage(pattern.clone(), message),
+            None => Delivery::Message(message),
+        };
+        let size = delivery.size();
+        if mailbox.queued.fetch_add(size, Ordering::Relaxed) + size > MAILBOX_LIMIT {
+            return mailbox.overflowed.notify_one();
+        }
+        if mailbox.sender.send(delivery).is_err() {
+            return; // The connection is gone.
+        }
+    }
+}

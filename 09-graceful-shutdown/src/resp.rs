@@ -1,0 +1,690 @@
+//! RESP, the REdis Serialization Protocol.
+//!
+//! Three pieces live here:
+//!
+//! * [`Frame`], one RESP value as a Rust `enum`. Every place that builds or
+//!   takes apart a value has to say which variant it means, so the compiler
+//!   points at every `match` that needs a new arm when the protocol grows.
+//! * [`parse_request`], which reads one client command from the front of the
+//!   connection's read buffer, with Redis's own limits and error messages.
+//! * [`Frame::encode`], which writes a reply in RESP2 or RESP3.
+//!
+//! Parsing is a cursor walking a byte slice. It never waits for the socket:
+//! when the slice ends in the middle of a command it reports "incomplete",
+//! and the connection tries again, from the start of the command, after the
+//! next read has appended more bytes.
+
+use std::fmt;
+use std::io::Write;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+/// One RESP value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// `+OK\r\n`: a short status line without CR or LF in it.
+    Simple(String),
+    /// `-ERR unknown command\r\n`: the first word is the error code.
+    Error(String),
+    /// `:1000\r\n`
+    Integer(i64),
+    /// `$5\r\nhello\r\n`: any bytes, CR and LF included (binary safe).
+    Bulk(Bytes),
+    /// "No value", as GET answers for a missing key: `$-1\r\n` in RESP2,
+    /// `_\r\n` in RESP3.
+    Null,
+    /// `*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`
+    Array(Vec<Frame>),
+    /// "No array": `*-1\r\n` in RESP2, `_\r\n` in RESP3.
+    NullArray,
+    /// RESP3 `%1\r\n+key\r\n:1\r\n`. A RESP2 client gets a flat array of
+    /// keys and values instead, which is what Redis sends it too.
+    Map(Vec<(Frame, Frame)>),
+    /// RESP3 `>3\r\n...`: data the server pushes unasked, like a pub/sub
+    /// message. RESP2 has no such type; there it is a plain array.
+    Push(Vec<Frame>),
+    /// Not a RESP type: several replies to one command, written one after
+    /// the other. SUBSCRIBE a b answers once per channel. The parser never
+    /// produces it.
+    Sequence(Vec<Frame>),
+}
+
+/// The reply encoding a connection asked for with HELLO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Resp2,
+    Resp3,
+}
+
+/// Why a client's bytes are not a request. [`fmt::Display`] gives the line
+/// Redis replies with before it closes the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProtocolError(String);
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ERR Protocol error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The longest bulk string a client may send (Redis's `proto-max-bulk-len`).
+const MAX_BULK_LEN: i64 = 512 * 1024 * 1024;
+/// The most arguments one command may claim to have (Redis: `INT_MAX`).
+const MAX_ARGS: i64 = i32::MAX as i64;
+/// How long a line may grow while we wait for its CR (`PROTO_INLINE_MAX_SIZE`).
+const MAX_LINE: usize = 64 * 1024;
+/// The most arguments reserved up front, however many a client claims: the
+/// vector grows with the arguments that really arrive, never with a number
+/// an attacker wrote.
+const PREALLOCATED_ARGS: usize = 1024;
+/// How deeply arrays may nest in a reply before we call it hostile.
+const MAX_DEPTH: usize = 64;
+
+/// The parser stops for one of two reasons.
+enum Stop {
+    /// The bytes so far are a valid beginning; more must arrive.
+    Incomplete,
+    /// The bytes can never become a valid frame.
+    Invalid(ProtocolError),
+}
+
+fn invalid(message: impl Into<String>) -> Stop {
+    Stop::Invalid(ProtocolError(message.into()))
+}
+
+/// Reads one command from the front of `buf`.
+///
+/// Returns `Ok(Some((args, n)))` when the first `n` bytes hold a whole
+/// command, `Ok(None)` when more bytes are needed, and `Err` when the bytes
+/// can never be a command. `args` is empty for the requests Redis silently
+/// skips: a blank inline line, `*0` and `*-1`.
+///
+/// As in Redis, a request that starts with `*` is a RESP array of bulk
+/// strings (what client libraries send) and anything else is an inline
+/// command, a line of words as typed into `nc` or `telnet`.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(Vec<Bytes>, usize)>, ProtocolError> {
+    let parsed = match buf.first() {
+        None => return Ok(None),
+        Some(b'*') => parse_multibulk(buf),
+        Some(_) => parse_inline(buf),
+    };
+    match parsed {
+        Ok(request) => Ok(Some(request)),
+        Err(Stop::Incomplete) => Ok(None),
+        Err(Stop::Invalid(error)) => Err(error),
+    }
+}
+
+/// `*<count>\r\n` followed by `count` bulk strings, checked as Redis's
+/// `processMultibulkBuffer` checks them.
+fn parse_multibulk(buf: &[u8]) -> Result<(Vec<Bytes>, usize), Stop> {
+    let mut cursor = Cursor { buf, pos: 1 };
+    let count = cursor.line("too big mbulk count string")?;
+    let count = match parse_integer(count) {
+        Some(n) if n <= MAX_ARGS => n,
+        _ => return Err(invalid("invalid multibulk length")),
+    };
+    // Collect where each argument lies first and copy them out only once the
+    // whole command is here: an incomplete command costs no allocation.
+    let count = usize::try_from(count).unwrap_or(0);
+    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(count.min(PREALLOCATED_ARGS));
+    for _ in 0..count {
+        let header = cursor.line("too big bulk count string")?;
+        match header.first() {
+            Some(b'$') => {}
+            // Redis echoes the offending byte; a CR or LF would break the
+            // reply line, so like Redis we show it as a space.
+            other => {
+                let got = match other.copied().unwrap_or(b'\r') {
+                    b'\r' | b'\n' => ' ',
+                    byte => char::from(byte),
+                };
+                return Err(invalid(format!("expected '$', got '{got}'")));
+            }
+        }
+        let len = match parse_integer(&header[1..]) {
+            Some(len) if (0..=MAX_BULK_LEN).contains(&len) => len as usize,
+            _ => return Err(invalid("invalid bulk length")),
+        };
+        ranges.push(cursor.bulk(len)?);
+    }
+    let args = ranges
+        .into_iter()
+        .map(|range| Bytes::copy_from_slice(&buf[range]))
+        .collect();
+    Ok((args, cursor.pos))
+}
+
+/// One line of space-separated words, as Redis's `processInlineBuffer` reads
+/// it: double quotes with C-style escapes, single quotes, `\n` or `\r\n`.
+fn parse_inline(buf: &[u8]) -> Result<(Vec<Bytes>, usize), Stop> {
+    let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
+        return if buf.len() > MAX_LINE {
+            Err(invalid("too big inline request"))
+        } else {
+            Err(Stop::Incomplete)
+        };
+    };
+    let line = buf[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..newline]);
+    let args = split_args(line).ok_or_else(|| invalid("unbalanced quotes in request"))?;
+    Ok((args, newline + 1))
+}
+
+/// Splits an inline command into words, like Redis's `sdssplitargs`.
+/// Returns `None` for an unterminated quote, or a closing quote that is not
+/// followed by a space (`"foo"bar`).
+fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Some(args);
+        }
+        let mut word = Vec::new();
+        let mut quote = None;
+        loop {
+            let byte = line.get(i).copied();
+            match (quote, byte) {
+                (Some(_), None) => return None, // the line ended inside quotes
+                (None, None | Some(b' ' | b'\t' | b'\r' | b'\n')) => break,
+                (None, Some(q @ (b'"' | b'\''))) => quote = Some(q),
+                (None, Some(b)) => word.push(b),
+                (Some(q), Some(b)) if b == q => {
+                    match line.get(i + 1) {
+                        Some(next) if !next.is_ascii_whitespace() => return None,
+                        _ => {}
+                    }
+                    i += 1;
+                    break;
+                }
+                (Some(b'"'), Some(b'\\')) => {
+                    let (byte, used) = unescape(&line[i + 1..])?;
+                    word.push(byte);
+                    i += used;
+                }
+                (Some(b'\''), Some(b'\\')) if line.get(i + 1) == Some(&b'\'') => {
+                    word.push(b'\'');
+                    i += 1;
+                }
+                (Some(_), Some(b)) => word.push(b),
+            }
+            i += 1;
+        }
+        args.push(Bytes::from(word));
+    }
+}
+
+/// Decodes the escape after a backslash inside double quotes: `\xHH`, `\n`,
+/// `\r`, `\t`, `\b`, `\a`, or any other byte standing for itself. Returns
+/// the byte and how many input bytes it used.
+fn unescape(rest: &[u8]) -> Option<(u8, usize)> {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    match rest {
+        [b'x', hi, lo, ..] if hex(*hi).is_some() && hex(*lo).is_some() => {
+            Some((hex(*hi)? * 16 + hex(*lo)?, 3))
+        }
+        [b'n', ..] => Some((b'\n', 1)),
+        [b'r', ..] => Some((b'\r', 1)),
+        [b't', ..] => Some((b'\t', 1)),
+        [b'b', ..] => Some((0x08, 1)),
+        [b'a', ..] => Some((0x07, 1)),
+        [other, ..] => Some((*other, 1)),
+        [] => None, // a backslash at the very end: the quote never closes
+    }
+}
+
+impl Frame {
+    /// Reads one RESP value of any type from the front of `buf`, as a client
+    /// reads replies: `Ok(Some((frame, n)))` when the first `n` bytes hold a
+    /// whole value, `Ok(None)` when more bytes are needed.
+    ///
+    /// The server reads requests with [`parse_request`], since a request may
+    /// only be an array of bulk strings; this general reader is for the other
+    /// side of the wire: a replica reads its master's replies with it.
+    pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError> {
+        let mut cursor = Cursor { buf, pos: 0 };
+        match cursor.frame(0) {
+            Ok(frame) => Ok(Some((frame, cursor.pos))),
+            Err(Stop::Incomplete) => Ok(None),
+            Err(Stop::Invalid(error)) => Err(error),
+        }
+    }
+
+    /// Appends this value to `out`, encoded for `protocol`.
+    pub fn encode(&self, out: &mut Vec<u8>, protocol: Protocol) {
+        // Writing into a Vec cannot fail, so the `io::Result`s are ignored.
+        match self {
+            Frame::Simple(text) => {
+                let _ = write!(out, "+{text}\r\n");
+            }
+            Frame::Error(text) => {
+                let _ = write!(out, "-{text}\r\n");
+            }
+            Frame::Integer(n) => {
+                let _ = write!(out, ":{n}\r\n");
+            }
+            Frame::Bulk(bytes) => {
+                let _ = write!(out, "${}\r\n", bytes.len());
+                out.extend_from_slice(bytes);
+                out.extend_from_slice(b"\r\n");
+            }
+            Frame::Null => out.extend_from_slice(match protocol {
+                Protocol::Resp2 => b"$-1\r\n",
+                Protocol::Resp3 => b"_\r\n",
+            }),
+            Frame::Array(items) => {
+                let _ = write!(out, "*{}\r\n", items.len());
+                for item in items {
+                    item.encode(out, protocol);
+                }
+            }
+            Frame::NullArray => out.extend_from_slice(match protocol {
+                Protocol::Resp2 => b"*-1\r\n",
+                Protocol::Resp3 => b"_\r\n",
+            }),
+            Frame::Map(pairs) => {
+                let _ = match protocol {
+                    Protocol::Resp2 => write!(out, "*{}\r\n", pairs.len() * 2),
+                    Protocol::Resp3 => write!(out, "%{}\r\n", pairs.len()),
+                };
+                for (key, value) in pairs {
+                    key.encode(out, protocol);
+                    value.encode(out, protocol);
+                }
+            }
+            Frame::Push(items) => {
+                let _ = match protocol {
+                    Protocol::Resp2 => write!(out, "*{}\r\n", items.len()),
+                    Protocol::Resp3 => write!(out, ">{}\r\n", items.len()),
+                };
+                for item in items {
+                    item.encode(out, protocol);
+                }
+            }
+            Frame::Sequence(frames) => {
+                for frame in frames {
+                    frame.encode(out, protocol);
+                }
+            }
+        }
+    }
+}
+
+/// A read position in a byte slice.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The bytes up to the next CR, moving past the CR and the byte after it.
+    /// Like Redis, it trusts that byte to be LF. A line still without its CR
+    /// after `MAX_LINE` bytes is refused with `too_long`.
+    fn line(&mut self, too_long: &str) -> Result<&'a [u8], Stop> {
+        let rest = &self.buf[self.pos..];
+        let Some(cr) = rest.iter().position(|&b| b == b'\r') else {
+            return Err(if rest.len() > MAX_LINE {
+                invalid(too_long)
+            } else {
+                Stop::Incomplete
+            });
+        };
+        if cr + 1 >= rest.len() {
+            return Err(Stop::Incomplete);
+        }
+        self.pos += cr + 2;
+        Ok(&rest[..cr])
+    }
+
+    /// Where the next `len` bytes lie, moving past them and their CRLF. As in
+    /// Redis, the two bytes after the data are skipped, not checked.
+    fn bulk(&mut self, len: usize) -> Result<Range<usize>, Stop> {
+        let start = self.pos;
+        if self.buf.len() - start < len + 2 {
+            return Err(Stop::Incomplete);
+        }
+        self.pos += len + 2;
+        Ok(start..start + len)
+    }
+
+    /// Any RESP value: the type byte says which.
+    fn frame(&mut self, depth: usize) -> Result<Frame, Stop> {
+        let Some(&kind) = self.buf.get(self.pos) else {
+            return Err(Stop::Incomplete);
+        };
+        self.pos += 1;
+        let line = self.line("too big line")?;
+        let text = || String::from_utf8_lossy(line).into_owned();
+        let number = || parse_integer(line).ok_or_else(|| invalid("invalid integer"));
+        match kind {
+            b'+' => Ok(Frame::Simple(text())),
+            b'-' => Ok(Frame::Error(text())),
+            b':' => Ok(Frame::Integer(number()?)),
+            b'_' if line.is_empty() => Ok(Frame::Null),
+            b'$' => match number()? {
+                -1 => Ok(Frame::Null),
+                len @ 0..=MAX_BULK_LEN => {
+                    let range = self.bulk(len as usize)?;
+                    Ok(Frame::Bulk(Bytes::copy_from_slice(&self.buf[range])))
+                }
+                _ => Err(invalid("invalid bulk length")),
+            },
+            b'*' | b'%' | b'>' if depth >= MAX_DEPTH => Err(invalid("nesting too deep")),
+            b'*' if line == b"-1" => Ok(Frame::NullArray),
+            b'*' | b'>' => match number()? {
+                len @ 0..=MAX_ARGS => {
+                    let len = len as usize;
+                    let mut items = Vec::with_capacity(len.min(PREALLOCATED_ARGS));
+                    for _ in 0..len {
+                        items.push(self.frame(depth + 1)?);
+                    }
+                    Ok(match kind {
+                        b'*' => Frame::Array(items),
+                        _ => Frame::Push(items),
+                    })
+                }
+                _ => Err(invalid("invalid multibulk length")),
+            },
+            b'%' => match number()? {
+                len @ 0..=MAX_ARGS => {
+                    let len = len as usize;
+                    let mut pairs = Vec::with_capacity(len.min(PREALLOCATED_ARGS));
+                    for _ in 0..len {
+                        pairs.push((self.frame(depth + 1)?, self.frame(depth + 1)?));
+                    }
+                    Ok(Frame::Map(pairs))
+                }
+                _ => Err(invalid("invalid map length")),
+            },
+            other => Err(invalid(format!(
+                "unknown type byte '{}'",
+                char::from(other).escape_default()
+            ))),
+        }
+    }
+}
+
+/// Parses a decimal integer as strictly as Redis's `string2ll`: an optional
+/// minus sign, no plus sign, no spaces, no leading zeros, no overflow.
+pub fn parse_integer(digits: &[u8]) -> Option<i64> {
+    let (negative, magnitude) = match digits {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, digits),
+    };
+    match magnitude {
+        [b'0'] if !negative => return Some(0),
+        [b'1'..=b'9', ..] => {}
+        _ => return None,
+    }
+    let mut value: i64 = 0;
+    for &digit in magnitude {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        // Accumulate negatively so that i64::MIN, whose magnitude does not
+        // fit in an i64, parses too.
+        value = value
+            .checked_mul(10)?
+            .checked_sub(i64::from(digit - b'0'))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(input: &[u8]) -> Result<Option<(Vec<Bytes>, usize)>, ProtocolError> {
+        parse_request(input)
+    }
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::from(w.to_string())).collect()
+    }
+
+    fn error(input: &[u8]) -> String {
+        request(input).expect_err("a protocol error").to_string()
+    }
+
+    #[test]
+    fn parses_a_multibulk_request() {
+        let input = b"*2\r\n$4\r\nECHO\r\n$5\r\nhe\r\no\r\n";
+        let (got, used) = request(input).unwrap().unwrap();
+        assert_eq!(got, vec![Bytes::from("ECHO"), Bytes::from("he\r\no")]);
+        assert_eq!(used, input.len());
+    }
+
+    #[test]
+    fn parses_only_the_first_of_pipelined_requests() {
+        let input = b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n";
+        let (got, used) = request(input).unwrap().unwrap();
+        assert_eq!(got, args(&["PING"]));
+        assert_eq!(used, input.len() / 2);
+    }
+
+    #[test]
+    fn every_prefix_of_a_request_is_incomplete() {
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n";
+        for end in 0..input.len() {
+            assert_eq!(request(&input[..end]), Ok(None), "prefix of {end} bytes");
+        }
+        assert!(request(input).unwrap().is_some());
+    }
+
+    #[test]
+    fn skips_empty_requests_like_redis() {
+        assert_eq!(request(b"*0\r\n"), Ok(Some((vec![], 4))));
+        assert_eq!(request(b"*-1\r\n"), Ok(Some((vec![], 5))));
+        assert_eq!(request(b"\r\n"), Ok(Some((vec![], 2))));
+        assert_eq!(request(b"   \n"), Ok(Some((vec![], 4))));
+    }
+
+    #[test]
+    fn parses_inline_commands_with_quotes_and_escapes() {
+        let input = b"SET  k \"a b\\x41\\n\" 'it\\'s'\r\n";
+        let (got, used) = request(input).unwrap().unwrap();
+        assert_eq!(got, args(&["SET", "k", "a bA\n", "it's"]));
+        assert_eq!(used, input.len());
+        let (got, _) = request(b"PING\n").unwrap().unwrap();
+        assert_eq!(got, args(&["PING"]));
+        assert_eq!(request(b"PING"), Ok(None));
+    }
+
+    #[test]
+    fn rejects_unbalanced_quotes() {
+        for input in [
+            &b"ECHO \"abc\r\n"[..],
+            b"ECHO 'abc\n",
+            b"ECHO \"a\"b\n",
+            b"ECHO \"a\\\n",
+        ] {
+            assert_eq!(
+                error(input),
+                "ERR Protocol error: unbalanced quotes in request",
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_errors_use_redis_wording() {
+        assert_eq!(
+            error(b"*x\r\n"),
+            "ERR Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            error(b"*2147483648\r\n"),
+            "ERR Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            error(b"*1\r\n:1\r\n"),
+            "ERR Protocol error: expected '$', got ':'"
+        );
+        assert_eq!(
+            error(b"*1\r\n\r\n"),
+            "ERR Protocol error: expected '$', got ' '"
+        );
+        assert_eq!(
+            error(b"*1\r\n$-1\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            error(b"*1\r\n$x\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            error(b"*1\r\n$536870913\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        let long = [b'*']
+            .iter()
+            .chain(&[b'1'; MAX_LINE + 1])
+            .copied()
+            .collect::<Vec<_>>();
+        assert_eq!(
+            error(&long),
+            "ERR Protocol error: too big mbulk count string"
+        );
+        let long = [&b"*1\r\n$"[..], &[b'1'; MAX_LINE + 1]].concat();
+        assert_eq!(
+            error(&long),
+            "ERR Protocol error: too big bulk count string"
+        );
+        assert_eq!(
+            error(&[b'a'; MAX_LINE + 1]),
+            "ERR Protocol error: too big inline request"
+        );
+    }
+
+    #[test]
+    fn a_huge_claimed_length_allocates_nothing_up_front() {
+        // Legal claims, with nothing behind them: just "incomplete".
+        assert_eq!(request(b"*2147483647\r\n"), Ok(None));
+        assert_eq!(request(b"*1\r\n$536870912\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn integers_are_parsed_strictly() {
+        assert_eq!(parse_integer(b"0"), Some(0));
+        assert_eq!(parse_integer(b"-42"), Some(-42));
+        assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b" 1",
+            b"1 ",
+            b"9223372036854775808",
+        ] {
+            assert_eq!(parse_integer(bad), None, "{bad:?}");
+        }
+    }
+
+    /// One encoded example of every variant, with what it should decode to.
+    fn examples() -> Vec<(&'static [u8], Frame)> {
+        vec![
+            (b"+OK\r\n", Frame::Simple("OK".into())),
+            (b"-ERR bad\r\n", Frame::Error("ERR bad".into())),
+            (b":-12\r\n", Frame::Integer(-12)),
+            (b"$4\r\na\r\nb\r\n", Frame::Bulk(Bytes::from("a\r\nb"))),
+            (b"$0\r\n\r\n", Frame::Bulk(Bytes::new())),
+            (b"$-1\r\n", Frame::Null),
+            (b"_\r\n", Frame::Null),
+            (b"*-1\r\n", Frame::NullArray),
+            (b"*0\r\n", Frame::Array(vec![])),
+            (
+                b"*3\r\n:1\r\n*1\r\n+x\r\n$-1\r\n",
+                Frame::Array(vec![
+                    Frame::Integer(1),
+                    Frame::Array(vec![Frame::Simple("x".into())]),
+                    Frame::Null,
+                ]),
+            ),
+            (
+                b"%1\r\n+proto\r\n:3\r\n",
+                Frame::Map(vec![(Frame::Simple("proto".into()), Frame::Integer(3))]),
+            ),
+            (
+                b">2\r\n$7\r\nmessage\r\n:1\r\n",
+                Frame::Push(vec![Frame::Bulk(Bytes::from("message")), Frame::Integer(1)]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn parses_every_type() {
+        for (input, expected) in examples() {
+            assert_eq!(
+                Frame::parse(input),
+                Ok(Some((expected, input.len()))),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_every_type_is_incomplete() {
+        for (input, _) in examples() {
+            for end in 0..input.len() {
+                assert_eq!(
+                    Frame::parse(&input[..end]),
+                    Ok(None),
+                    "{input:?} cut at {end}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_through_parsing() {
+        for (_, frame) in examples() {
+            let mut out = Vec::new();
+            frame.encode(&mut out, Protocol::Resp3);
+            // RESP3 has a single null, so a null array comes back as Null.
+            let expected = match frame {
+                Frame::NullArray => Frame::Null,
+                other => other,
+            };
+            assert_eq!(Frame::parse(&out), Ok(Some((expected, out.len()))));
+        }
+    }
+
+    #[test]
+    fn resp2_spells_nulls_and_maps_the_old_way() {
+        let map = Frame::Map(vec![(Frame::Bulk("a".into()), Frame::Null)]);
+        let mut out = Vec::new();
+        map.encode(&mut out, Protocol::Resp2);
+        Frame::NullArray.encode(&mut out, Protocol::Resp2);
+        assert_eq!(out, b"*2\r\n$1\r\na\r\n$-1\r\n*-1\r\n");
+        out.clear();
+        map.encode(&mut out, Protocol::Resp3);
+        Frame::NullArray.encode(&mut out, Protocol::Resp3);
+        assert_eq!(out, b"%1\r\n$1\r\na\r\n_\r\n_\r\n");
+    }
+
+    #[test]
+    fn rejects_hostile_replies() {
+        let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        assert!(Frame::parse(&deep).is_err());
+        assert!(Frame::parse(b"?\r\n").is_err());
+        assert!(Frame::parse(b":1x\r\n").is_err());
+        assert_eq!(Frame::parse(b"*2147483647\r\n"), Ok(None));
+    }
+}
