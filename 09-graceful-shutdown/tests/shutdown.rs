@@ -171,10 +171,19 @@ fn maxclients_refuses_the_connection_over_the_limit() {
 fn a_client_that_never_reads_cannot_hold_the_shutdown_forever() {
     let mut server = Server::start(BIN, &["--save", "", "--shutdown-timeout", "1"]);
     let mut raw = server.raw();
-    raw.converse(&[(&format!("SET big {}", "x".repeat(100_000)), "+OK")]);
-    // Ask for far more than the socket buffers hold, and read none of it:
-    // the connection is stuck writing when the shutdown starts.
-    raw.send(&b"GET big\r\n".repeat(1000));
+    // One reply far larger than every socket buffer on the way (64 MB).
+    let size = 64 << 20;
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${size}\r\n").into_bytes();
+    set.resize(set.len() + size, b'x');
+    set.extend_from_slice(b"\r\n");
+    raw.send(&set);
+    raw.expect(b"+OK\r\n");
+    raw.send(b"GET big\r\n");
+    // Once the reply has begun, the server is inside a write it cannot
+    // finish while we read nothing.
+    let mut first = [0u8; 1];
+    raw.stream().peek(&mut first).unwrap();
+
     server.signal("TERM");
     let status = server.wait_for_exit();
     assert!(status.success(), "{}", server.log());
