@@ -121,7 +121,7 @@ fn parse_multibulk(buf: &[u8]) -> Result<(Vec<Bytes>, usize), Stop> {
         _ => return Err(invalid("invalid multibulk length")),
     };
     // Collect where each argument lies first and copy them out only once the
-    // whole command is here: an incomplete command costs no allocation.
+    // whole command is here: an incomplete command copies no argument bytes.
     let count = usize::try_from(count).unwrap_or(0);
     let mut ranges: Vec<Range<usize>> = Vec::with_capacity(count.min(PREALLOCATED_ARGS));
     for _ in 0..count {

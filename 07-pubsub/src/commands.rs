@@ -473,26 +473,33 @@ fn command(args: &[Bytes], _: &mut Client, _: &Server) -> Frame {
     let Some(subcommand) = args.get(1) else {
         return Frame::Array(COMMANDS.iter().map(command_info).collect());
     };
-    let named = |names: &[Bytes]| -> Vec<&'static Command> {
+    // The named commands (`None` for a name we do not know), or all of them.
+    let named = |names: &[Bytes]| -> Vec<Option<&'static Command>> {
         if names.is_empty() {
-            return COMMANDS.iter().collect();
+            return COMMANDS.iter().map(Some).collect();
         }
-        names
-            .iter()
-            .filter_map(|n| {
-                COMMANDS
-                    .iter()
-                    .find(|c| n.eq_ignore_ascii_case(c.name.as_bytes()))
-            })
-            .collect()
+        let find = |name: &Bytes| {
+            COMMANDS
+                .iter()
+                .find(|c| name.eq_ignore_ascii_case(c.name.as_bytes()))
+        };
+        names.iter().map(find).collect()
     };
     match subcommand.to_ascii_uppercase().as_slice() {
         b"COUNT" if args.len() == 2 => Frame::Integer(COMMANDS.len() as i64),
         b"COUNT" => wrong_arity("command|count"),
-        b"INFO" => Frame::Array(named(&args[2..]).into_iter().map(command_info).collect()),
+        // As in Redis: a null in place of each unknown name.
+        b"INFO" => Frame::Array(
+            named(&args[2..])
+                .into_iter()
+                .map(|c| c.map_or(Frame::Null, command_info))
+                .collect(),
+        ),
+        // As in Redis: unknown names are left out.
         b"DOCS" => Frame::Map(
             named(&args[2..])
                 .into_iter()
+                .flatten()
                 .map(|c| {
                     let docs = Frame::Map(vec![
                         (bulk("summary"), bulk(c.summary)),

@@ -297,6 +297,12 @@ pub fn command_docs_describes_commands_for_redis_cli(bin: &str) {
     }
     let count: i64 = redis::cmd("COMMAND").arg("COUNT").query(&mut conn).unwrap();
     assert_eq!(count as usize, entries.len() / 2);
+
+    // Naming commands: DOCS leaves unknown ones out, INFO answers null.
+    let mut raw = server.raw();
+    raw.send(b"COMMAND DOCS nosuch\r\nCOMMAND INFO ping nosuch\r\n");
+    raw.expect(b"*0\r\n");
+    raw.expect(b"*2\r\n*10\r\n$4\r\nping\r\n:-1\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n$-1\r\n");
 }
 
 pub fn redis_cli_one_shot_commands(bin: &str) {
