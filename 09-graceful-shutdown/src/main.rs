@@ -204,6 +204,7 @@ async fn main() -> Result<()> {
         aof_writer = Some(writer);
     }
     let server = Arc::new(server);
+    let signals = shutdown::catch_signals()?;
     println!(
         "step09-graceful-shutdown: ready to accept connections on {}",
         listener.local_addr()?
@@ -220,14 +221,14 @@ async fn main() -> Result<()> {
         tokio::spawn(writer.run(Arc::clone(&server)));
     }
 
-    let stop = shutdown::wait_for_request(&server);
+    let stop = shutdown::wait_for_request(&server, signals);
     tokio::pin!(stop);
     let mut next_client_id = 1;
     let save = loop {
         let accepted = tokio::select! {
             // Checked first: once a shutdown starts, nobody else gets in.
             biased;
-            save = &mut stop => break save?,
+            save = &mut stop => break save,
             accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::snapshot::{self, SaveError};
@@ -86,21 +87,33 @@ impl Shutdown {
     }
 }
 
+/// SIGTERM and SIGINT, caught instead of killing the process outright.
+pub struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+/// Takes over SIGTERM and SIGINT. Called before the server says it is
+/// ready, so that no signal can arrive in between and kill it the old way.
+pub fn catch_signals() -> std::io::Result<Signals> {
+    Ok(Signals {
+        terminate: signal(SignalKind::terminate())?,
+        interrupt: signal(SignalKind::interrupt())?,
+    })
+}
+
 /// Waits for SIGINT, SIGTERM or SHUTDOWN, and returns how to save.
-pub async fn wait_for_request(server: &Server) -> std::io::Result<SaveOnExit> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
+pub async fn wait_for_request(server: &Server, mut signals: Signals) -> SaveOnExit {
     let shutdown = &server.shutdown;
     let reason = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
+        _ = signals.terminate.recv() => "SIGTERM",
+        _ = signals.interrupt.recv() => "SIGINT",
         () = shutdown.requested() => "SHUTDOWN",
     };
     shutdown.request(SaveOnExit::IfConfigured);
     let save = shutdown.requested.borrow().expect("requested above");
     println!("{reason} received: shutting down");
-    Ok(save)
+    save
 }
 
 /// Drains the connections, then persists what must be persisted. Returns
