@@ -654,6 +654,34 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic_or_overrun() {
+        // A little xorshift generator: garbage that leans towards the bytes
+        // RESP cares about, so the parsers get deep before they fail.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"*$+-:_%>\r\n0123456789-x ";
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            // Whatever the verdict, a parse that succeeds consumes some of
+            // the input and never more than there is.
+            if let Ok(Some((_, used))) = parse_request(&input) {
+                assert!(used > 0 && used <= input.len(), "{input:?}");
+            }
+            if let Ok(Some((_, used))) = Frame::parse(&input) {
+                assert!(used > 0 && used <= input.len(), "{input:?}");
+            }
+        }
+    }
+
+    #[test]
     fn rejects_hostile_replies() {
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(Frame::parse(&deep).is_err());
