@@ -37,6 +37,9 @@ pub struct Config {
     bind: String,
     /// 0 asks the operating system for any free port (the tests use this).
     port: u16,
+    /// The most bytes a client may send without completing a command
+    /// (Redis's `client-query-buffer-limit`); past it, it is cut off.
+    query_buffer_limit: usize,
     /// Where the files live.
     dir: PathBuf,
     appendonly: bool,
@@ -52,6 +55,7 @@ impl Config {
         let mut config = Config {
             bind: "127.0.0.1".to_string(),
             port: 6380,
+            query_buffer_limit: 1 << 30,
             dir: PathBuf::from("."),
             appendonly: false,
             appendfilename: "appendonly.aof".to_string(),
@@ -64,6 +68,7 @@ impl Config {
             match flag.as_str() {
                 "--bind" => config.bind = value()?,
                 "--port" => config.port = value()?.parse().context("--port takes 0 to 65535")?,
+                "--client-query-buffer-limit" => config.query_buffer_limit = size(&value()?)?,
                 "--dir" => config.dir = PathBuf::from(value()?),
                 "--appendonly" => config.appendonly = yes_or_no(&flag, &value()?)?,
                 "--appendfilename" => config.appendfilename = value()?,
@@ -71,7 +76,7 @@ impl Config {
                 "--save" => config.save_points = snapshot::parse_save_points(&value()?)?,
                 "--dbfilename" => config.dbfilename = value()?,
                 _ => bail!(
-                    "unknown option '{flag}' (this step knows --bind, --port, --dir, \
+                    "unknown option '{flag}' (this step knows --bind, --port, --client-query-buffer-limit, --dir, \
                      --appendonly, --appendfilename, --appendfsync, --save and --dbfilename)"
                 ),
             }
@@ -83,6 +88,29 @@ impl Config {
             .with_context(|| format!("--dir {}", config.dir.display()))?;
         Ok(config)
     }
+}
+
+/// A size as redis-server's configuration writes it: `1048576`, `512kb`,
+/// `1mb`, `1gb` (powers of 1024; `k`, `m`, `g` alone are powers of 1000).
+fn size(text: &str) -> Result<usize> {
+    let lower = text.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: usize = match &lower[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1000 * 1000,
+        "mb" => 1 << 20,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1 << 30,
+        _ => bail!("'{text}' is not a size like 1048576, 512kb or 1gb"),
+    };
+    let number: usize = digits
+        .parse()
+        .with_context(|| format!("'{text}' is not a size"))?;
+    number
+        .checked_mul(unit)
+        .with_context(|| format!("'{text}' is too large"))
 }
 
 fn yes_or_no(flag: &str, value: &str) -> Result<bool> {
@@ -246,6 +274,16 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
                 }
                 run_commands(&mut input, socket, client, server, &mut out).await?;
                 if client.quitting {
+                    return Ok(());
+                }
+                if input.len() > server.config.query_buffer_limit {
+                    // As Redis does at `client-query-buffer-limit`: a client that
+                    // sends this much without finishing a command is cut off.
+                    eprintln!(
+                        "client {} sent {} bytes without completing a command; disconnecting it",
+                        client.id,
+                        input.len()
+                    );
                     return Ok(());
                 }
             }

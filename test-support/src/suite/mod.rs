@@ -47,6 +47,7 @@ macro_rules! resp_suite {
             empty_requests_are_ignored,
             protocol_errors_are_answered_then_the_connection_closes,
             claimed_lengths_do_not_allocate_memory,
+            a_client_over_the_query_buffer_limit_is_cut_off,
             hello_switches_between_resp2_and_resp3,
             a_resp3_client_library_works,
             quit_closes_the_connection,

@@ -178,6 +178,32 @@ pub fn claimed_lengths_do_not_allocate_memory(bin: &str) {
     );
 }
 
+pub fn a_client_over_the_query_buffer_limit_is_cut_off(bin: &str) {
+    let server = Server::start(bin, &["--client-query-buffer-limit", "1mb"]);
+    // Just under the limit is fine...
+    let mut raw = server.raw();
+    let value = vec![b'v'; 1000 * 1000];
+    let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", value.len()).into_bytes();
+    request.extend_from_slice(&value);
+    request.extend_from_slice(b"\r\n");
+    raw.send(&request);
+    raw.expect(format!("${}\r\n", value.len()).as_bytes());
+    assert!(raw.read_exact(value.len() + 2).starts_with(b"vvv"));
+
+    // ...but a command still incomplete after 2 MB is cut off, unanswered.
+    let mut greedy = server.raw();
+    greedy.send(b"*2\r\n$4\r\nECHO\r\n$500000000\r\n");
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..32 {
+        // The server may hang up halfway: that is the point.
+        if greedy.stream().write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    greedy.expect_closed();
+    raw.converse(&[("PING", "+PONG")]);
+}
+
 pub fn hello_switches_between_resp2_and_resp3(bin: &str) {
     let server = Server::start(bin, &[]);
     let mut raw = server.raw();
