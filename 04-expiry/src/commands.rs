@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_ms, Expiry};
+use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Expiry};
 use crate::resp::{parse_integer, Frame, Protocol};
 use crate::Server;
 
@@ -508,11 +508,11 @@ fn set(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
             let Some(amount) = parse_integer(value) else {
                 return not_an_integer();
             };
-            let now_ms = unix_time_ms();
+            let now_us = unix_time_us();
             // SET, unlike EXPIRE, refuses times that are zero or negative.
-            match time_arg.to_unix_ms(amount, now_ms) {
+            match time_arg.to_unix_ms(amount, now_us / 1000) {
                 Some(at_ms) if amount > 0 && at_ms > 0 => {
-                    Expiry::At(instant_at_unix_ms(at_ms, now, now_ms))
+                    Expiry::At(instant_at_unix_ms(at_ms, now, now_us))
                 }
                 _ => return invalid_expire_time("set"),
             }
@@ -619,7 +619,8 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
     };
 
     let now = Instant::now();
-    let now_ms = unix_time_ms();
+    let now_us = unix_time_us();
+    let now_ms = now_us / 1000;
     let Some(at_ms) = time_arg.to_unix_ms(amount, now_ms) else {
         return invalid_expire_time(name);
     };
@@ -628,7 +629,7 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
     let Some(current) = db.deadline(&args[1], now) else {
         return Frame::Integer(0);
     };
-    let current_ms = current.map(|deadline| unix_ms_of(deadline, now, now_ms));
+    let current_ms = current.map(|deadline| unix_ms_of(deadline, now, now_us));
     let refused = match current_ms {
         // A key without a deadline counts as expiring never: later than any
         // time, so GT can never beat it and LT always does.
@@ -641,7 +642,7 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
     if at_ms <= now_ms {
         db.remove(&args[1], now);
     } else {
-        db.set_deadline(&args[1], Some(instant_at_unix_ms(at_ms, now, now_ms)));
+        db.set_deadline(&args[1], Some(instant_at_unix_ms(at_ms, now, now_us)));
     }
     Frame::Integer(1)
 }

@@ -6,9 +6,10 @@
 //! structure, `schedule`, holds the same deadlines sorted by time, so that
 //! the background sweep finds the keys that are due without scanning.
 //!
-//! Deadlines are `Instant`s on the monotonic clock: a wall-clock jump (NTP,
-//! a suspended laptop, someone running `date -s`) cannot expire keys early
-//! or keep them alive. Absolute Unix times only appear at the edges, where
+//! Deadlines are `Instant`s on the monotonic clock: a wall-clock jump (NTP
+//! stepping the clock, someone running `date -s`) cannot expire keys early
+//! or keep them alive. (A suspended machine is another matter: on Linux the
+//! monotonic clock stops while suspended, so deadlines move with it.) Absolute Unix times only appear at the edges, where
 //! clients send them (EXAT, PXAT) and, from step 05 on, where files store
 //! them.
 
@@ -151,20 +152,26 @@ impl Keyspace {
     }
 }
 
-/// Milliseconds since the Unix epoch, the unit Redis uses for absolute
-/// expiry times.
-pub fn unix_time_ms() -> i64 {
+/// Microseconds since the Unix epoch (Redis's absolute expiry times are in
+/// milliseconds). This is the precision at which we pair the
+/// wall clock with an `Instant`, so that a deadline converted there and
+/// back comes out at the same millisecond.
+pub fn unix_time_us() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// The `Instant` that corresponds to Unix time `at_ms`, given that `now`
-/// is `now_ms`. A moment in the past maps to `now` or earlier: it is due.
-pub fn instant_at_unix_ms(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
-    let distance = Duration::from_millis(at_ms.abs_diff(now_ms));
-    if at_ms >= now_ms {
+/// is `now_us` (in microseconds). A moment in the past maps to `now` or
+/// earlier: it is due.
+pub fn instant_at_unix_ms(at_ms: i64, now: Instant, now_us: i64) -> Instant {
+    // In i128: i64::MAX milliseconds do not fit an i64 of microseconds.
+    let distance_us = i128::from(at_ms) * 1000 - i128::from(now_us);
+    let distance =
+        Duration::from_micros(u64::try_from(distance_us.unsigned_abs()).unwrap_or(u64::MAX));
+    if distance_us >= 0 {
         // Even i64::MAX ms (292 million years) fits an Instant on Linux; the
         // fallback only guards exotic platforms.
         now.checked_add(distance)
@@ -175,13 +182,14 @@ pub fn instant_at_unix_ms(at_ms: i64, now: Instant, now_ms: i64) -> Instant {
 }
 
 /// The Unix time in milliseconds of `deadline`, given that `now` is
-/// `now_ms`: the inverse of [`instant_at_unix_ms`].
-pub fn unix_ms_of(deadline: Instant, now: Instant, now_ms: i64) -> i64 {
-    let ahead = deadline.saturating_duration_since(now).as_millis();
-    let behind = now.saturating_duration_since(deadline).as_millis();
-    now_ms
-        .saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
-        .saturating_sub(i64::try_from(behind).unwrap_or(i64::MAX))
+/// `now_us`: the inverse of [`instant_at_unix_ms`], rounded to the nearest
+/// millisecond so that the round trip is exact.
+pub fn unix_ms_of(deadline: Instant, now: Instant, now_us: i64) -> i64 {
+    let ahead = deadline.saturating_duration_since(now).as_micros();
+    let behind = now.saturating_duration_since(deadline).as_micros();
+    let at_us = i128::from(now_us) + ahead as i128 - behind as i128;
+    let at_ms = (at_us + 500).div_euclid(1000);
+    i64::try_from(at_ms).unwrap_or(if at_ms < 0 { i64::MIN } else { i64::MAX })
 }
 
 #[cfg(test)]
@@ -257,11 +265,20 @@ mod tests {
     #[test]
     fn unix_times_map_onto_the_monotonic_clock() {
         let now = Instant::now();
-        let now_ms = 1_700_000_000_000;
-        let ahead = instant_at_unix_ms(now_ms + 1500, now, now_ms);
-        assert_eq!(ahead - now, Duration::from_millis(1500));
-        assert!(instant_at_unix_ms(now_ms - 1500, now, now_ms) <= now);
-        assert!(instant_at_unix_ms(i64::MAX, now, now_ms) > now);
-        assert!(instant_at_unix_ms(i64::MIN, now, now_ms) <= now);
+        let now_us = 1_700_000_000_000_250;
+        let now_ms = now_us / 1000;
+        let ahead = instant_at_unix_ms(now_ms + 1500, now, now_us);
+        assert_eq!(ahead - now, Duration::from_micros(1_499_750));
+        assert!(instant_at_unix_ms(now_ms - 1500, now, now_us) <= now);
+        assert!(instant_at_unix_ms(i64::MAX, now, now_us) > now);
+        assert!(instant_at_unix_ms(i64::MIN, now, now_us) <= now);
+        // There and back lands on the same millisecond, with a clock read
+        // a little later, at another fraction of a millisecond.
+        let later = now + Duration::from_micros(1_600);
+        let later_us = now_us + 1_600;
+        for at_ms in [now_ms - 5, now_ms + 1, now_ms + 1500, 2_000_000_000_000] {
+            let instant = instant_at_unix_ms(at_ms, now, now_us);
+            assert_eq!(unix_ms_of(instant, later, later_us), at_ms);
+        }
     }
 }

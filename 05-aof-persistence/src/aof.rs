@@ -104,9 +104,12 @@ impl AofFile {
         }
         self.wake.notify_one();
         let mut written = self.written.clone();
-        // The writer never stops while the server runs, so the channel
-        // never closes and `wait_for` cannot fail.
-        let _ = written.wait_for(|&end| end >= position).await;
+        // The writer never stops while the server runs; if it ever did, no
+        // write could be acknowledged again.
+        if written.wait_for(|&end| end >= position).await.is_err() {
+            let gone = std::io::Error::other("the writer task stopped");
+            fail_stop(&gone);
+        }
     }
 }
 
@@ -159,7 +162,7 @@ impl AofWriter {
 
 /// The `everysec` policy: fsync once a second, for as long as the server
 /// runs. A failure here means writes we acknowledged may not be on disk,
-/// which we cannot take back; like Redis, we stop the server.
+/// which we cannot take back, so we stop the server (see `fail_stop`).
 pub async fn sync_every_second(file: File) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -172,8 +175,10 @@ pub async fn sync_every_second(file: File) {
 }
 
 /// Called when the AOF cannot be written. The keyspace already holds
-/// changes the file does not, and replies may be about to promise them:
-/// stopping is the only honest move (Redis does the same with `always`).
+/// changes the file does not, and replies may be about to promise them, so
+/// we stop. Redis does the same with `always`; with `everysec` and `no` it
+/// instead refuses writes (`-MISCONF`) until the disk recovers: more
+/// forgiving, and more to get right (an exercise in this step).
 pub fn fail_stop(error: &std::io::Error) -> ! {
     eprintln!(
         "cannot write the append-only file: {error}; \

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
-use crate::db::{instant_at_unix_ms, unix_time_ms, Expiry};
+use crate::db::{instant_at_unix_ms, unix_time_ms, unix_time_us, Expiry};
 use crate::rdb;
 use crate::Server;
 
@@ -174,7 +174,8 @@ fn save_point_reached(server: &Server) -> bool {
         .config
         .save_points
         .iter()
-        .any(|point| dirty >= point.changes && since_save >= point.seconds)
+        // Strictly more seconds than the save point names, as Redis counts.
+        .any(|point| dirty >= point.changes && since_save > point.seconds)
 }
 
 /// Copies the keyspace, encodes it and writes it out atomically. The
@@ -257,13 +258,13 @@ pub async fn load(path: &Path, server: &Server) -> Result<usize> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let entries = rdb::decode(&data).with_context(|| format!("cannot load {}", path.display()))?;
-    let (now, now_ms) = (Instant::now(), unix_time_ms());
+    let (now, now_us) = (Instant::now(), unix_time_us());
     let mut db = server.db.lock();
     let mut loaded = 0;
     for entry in entries {
         let expiry = match entry.expires_at_ms {
-            Some(at_ms) if at_ms <= now_ms => continue,
-            Some(at_ms) => Expiry::At(instant_at_unix_ms(at_ms, now, now_ms)),
+            Some(at_ms) if at_ms <= now_us / 1000 => continue,
+            Some(at_ms) => Expiry::At(instant_at_unix_ms(at_ms, now, now_us)),
             None => Expiry::Clear,
         };
         db.set(entry.key, entry.value, expiry);

@@ -151,7 +151,16 @@ pub fn reads_are_never_appended(bin: &str) {
     let dir = TempDir::new("aof-reads");
     let server = start(bin, &dir, "always");
     let mut raw = server.raw();
-    raw.converse(&[("SET k v EX 100", "+OK")]);
+    raw.converse(&[
+        ("SET k v EX 100", "+OK"),
+        ("SET exact v PXAT 2000000000000", "+OK"),
+    ]);
+    let stored = std::fs::read(dir.file(AOF)).unwrap();
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(
+        stored.contains("\r\n2000000000000\r\n"),
+        "PXAT not kept exactly: {stored:?}"
+    );
     let size = || std::fs::metadata(dir.file(AOF)).unwrap().len();
     let written = size();
     assert!(written > 0);
@@ -159,7 +168,7 @@ pub fn reads_are_never_appended(bin: &str) {
         ("GET k", "$1\r\nv"),
         ("EXISTS k nope", ":1"),
         ("TTL k", ":100"),
-        ("DBSIZE", ":1"),
+        ("DBSIZE", ":2"),
         ("PING", "+PONG"),
         ("SET k other NX", "$-1"),
         ("DEL nope", ":0"),

@@ -16,6 +16,7 @@ macro_rules! expiry_suite {
             set_with_an_absolute_expiry,
             keepttl_keeps_and_plain_set_clears_the_deadline,
             expire_family_with_nx_xx_gt_lt,
+            absolute_times_keep_their_exact_millisecond,
             a_deadline_in_the_past_deletes_the_key,
             expiry_errors_match_redis_word_for_word,
             expired_keys_vanish_for_every_command,
@@ -117,6 +118,21 @@ pub fn expire_family_with_nx_xx_gt_lt(bin: &str) {
     let at_ms = unix_ms() + 500_000;
     raw.converse(&[(&format!("PEXPIREAT k {at_ms} XX"), ":1")]);
     assert!((498..=500).contains(&integer(&mut raw, "TTL k")));
+}
+
+pub fn absolute_times_keep_their_exact_millisecond(bin: &str) {
+    // A deadline set with PXAT must compare equal to itself afterwards,
+    // whatever fraction of a millisecond the clocks were at.
+    let server = Server::start(bin, &[]);
+    let mut raw = server.raw();
+    for i in 0..50 {
+        let at = 2_000_000_000_000i64 + i;
+        raw.converse(&[
+            (&format!("SET k{i} v PXAT {at}"), "+OK"),
+            (&format!("PEXPIREAT k{i} {at} GT"), ":0"),
+            (&format!("PEXPIREAT k{i} {at} LT"), ":0"),
+        ]);
+    }
 }
 
 pub fn a_deadline_in_the_past_deletes_the_key(bin: &str) {
