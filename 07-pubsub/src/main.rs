@@ -278,6 +278,11 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
                 if read? == 0 {
                     return Ok(()); // The client hung up.
                 }
+                // Messages that arrived before these commands go out before
+                // their replies, as from Redis's single output buffer.
+                while let Some(delivery) = client.subscriptions.try_next() {
+                    delivery.into_frame().encode(out.output, client.protocol);
+                }
                 run_commands(&mut input, socket, client, server, &mut out).await?;
                 if client.quitting {
                     return Ok(());

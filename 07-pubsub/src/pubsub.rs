@@ -272,25 +272,41 @@ impl Subscriptions {
     /// Waits for the next message for this connection. Never returns while
     /// there are no subscriptions, which is what `select!` wants.
     pub async fn next(&mut self) -> Delivery {
-        let delivery = self
-            .deliveries
-            .recv()
-            .await
-            .expect("the mailbox holds its own sender, so it never closes");
-        self.mailbox
-            .queued
-            .fetch_sub(delivery.size(), Ordering::Relaxed);
-        delivery
+        loop {
+            let delivery = self
+                .deliveries
+                .recv()
+                .await
+                .expect("the mailbox holds its own sender, so it never closes");
+            if let Some(delivery) = self.accept(delivery) {
+                return delivery;
+            }
+        }
     }
 
     /// A message that is already waiting, if any: to batch several into
-    /// one write.
+    /// one write, and to send what arrived before a command's reply.
     pub fn try_next(&mut self) -> Option<Delivery> {
-        let delivery = self.deliveries.try_recv().ok()?;
+        loop {
+            let delivery = self.deliveries.try_recv().ok()?;
+            if let Some(delivery) = self.accept(delivery) {
+                return Some(delivery);
+            }
+        }
+    }
+
+    /// Takes a delivery off the mailbox's count, and drops it if the client
+    /// has meanwhile unsubscribed: after the confirmation of UNSUBSCRIBE, as
+    /// in Redis, no message from that channel may follow.
+    fn accept(&self, delivery: Delivery) -> Option<Delivery> {
         self.mailbox
             .queued
             .fetch_sub(delivery.size(), Ordering::Relaxed);
-        Some(delivery)
+        let subscribed = match &delivery {
+            Delivery::Message(m) => self.channels.contains_key(&m.channel),
+            Delivery::PatternMessage(pattern, _) => self.patterns.contains_key(pattern),
+        };
+        subscribed.then_some(delivery)
     }
 
     /// Signalled when this subscriber has fallen too far behind. A handle

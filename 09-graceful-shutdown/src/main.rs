@@ -355,7 +355,7 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
         input.reserve(16 * 1024);
         // Whichever comes first: bytes from the client, a message for one of
         // its subscriptions, or the news that it reads too slowly for them.
-        // All three futures can be dropped unfinished without losing
+        // All four futures can be dropped unfinished without losing
         // anything, which is what `select!` requires of them.
         tokio::select! {
             // A shutdown comes first: the connection closes between
@@ -365,6 +365,11 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
             read = socket.read_buf(&mut input) => {
                 if read? == 0 {
                     return Ok(()); // The client hung up.
+                }
+                // Messages that arrived before these commands go out before
+                // their replies, as from Redis's single output buffer.
+                while let Some(delivery) = client.subscriptions.try_next() {
+                    delivery.into_frame().encode(out.output, client.protocol);
                 }
                 run_commands(&mut input, socket, client, server, &mut out).await?;
                 if client.quitting {

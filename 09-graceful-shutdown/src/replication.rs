@@ -298,6 +298,12 @@ async fn stream_to_replica(
     let mut output = Vec::new();
     loop {
         input.reserve(4096);
+        // A replica acknowledges every second; one silent for TIMEOUT is
+        // gone, even if its connection looks open.
+        let last_ack = lock(&server.replication.replicas)
+            .get(&client.id)
+            .map_or_else(Instant::now, |r| r.last_ack);
+        let give_up = tokio::time::Instant::from_std(last_ack + TIMEOUT);
         tokio::select! {
             // Shutting down: no command runs any more, so what is in the
             // feed now is all there will be. Send it, then go.
@@ -308,6 +314,9 @@ async fn stream_to_replica(
                 }
                 socket.write_all(&output).await?;
                 return Ok(());
+            }
+            () = tokio::time::sleep_until(give_up) => {
+                bail!("replica {} acknowledged nothing for {TIMEOUT:?}", client.addr);
             }
             command = feed.recv() => {
                 let mut next = Some(command);
@@ -621,11 +630,18 @@ impl MasterLink {
                 replies.clear();
             }
             self.input.reserve(16 * 1024);
+            // A master PINGs every ten seconds; one silent for TIMEOUT is gone,
+            // even if its connection looks open.
+            let last_heard = lock(&replication.link).last_io.unwrap_or_else(Instant::now);
+            let give_up = tokio::time::Instant::from_std(last_heard + TIMEOUT);
             tokio::select! {
                 read = self.socket.read_buf(&mut self.input) => {
                     if read? == 0 {
                         return Ok(());
                     }
+                }
+                () = tokio::time::sleep_until(give_up) => {
+                    bail!("the master sent nothing for {TIMEOUT:?}");
                 }
                 _ = acks.tick() => {
                     let offset = replication.link_offset().to_string();

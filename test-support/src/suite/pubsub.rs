@@ -21,6 +21,7 @@ macro_rules! pubsub_suite {
             a_client_library_subscribes_and_receives,
             channels_without_subscribers_are_removed,
             a_slow_subscriber_is_cut_off_and_others_get_everything,
+            nothing_arrives_after_the_unsubscribe_confirmation,
         );
     };
 }
@@ -311,4 +312,56 @@ pub fn a_slow_subscriber_is_cut_off_and_others_get_everything(bin: &str) {
     server
         .raw()
         .converse(&[("PUBSUB NUMSUB firehose", "*2\r\n$8\r\nfirehose\r\n:1")]);
+}
+
+/// Reads one reply or pushed message and returns its lines, bulk strings
+/// read whole: `["*3", "message", "a", "hi"]`, or `["+PONG"]`.
+fn read_frame(raw: &mut Raw) -> Vec<String> {
+    let first = raw.read_line();
+    let mut frame = vec![first.clone()];
+    if let Some(count) = first.strip_prefix('*') {
+        for _ in 0..count.parse::<usize>().unwrap() {
+            let header = raw.read_line();
+            frame.push(match header.strip_prefix('$') {
+                Some("-1") => "(nil)".to_string(),
+                Some(_) => raw.read_line(),
+                None => header, // an integer, `:1`
+            });
+        }
+    }
+    frame
+}
+
+pub fn nothing_arrives_after_the_unsubscribe_confirmation(bin: &str) {
+    let server = Server::start(bin, &[]);
+    let mut sub = server.raw();
+    sub.converse(&[("SUBSCRIBE a", "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1")]);
+    // 300 messages of 64 KB: more than the socket buffers hold, so some
+    // are still waiting inside the server when the client leaves.
+    let payload = "m".repeat(64 * 1024);
+    let mut publisher = server.raw();
+    let requests = format!("PUBLISH a {payload}\r\n").repeat(300);
+    publisher.send(requests.as_bytes());
+    publisher.expect(&b":1\r\n".repeat(300));
+
+    sub.send(b"UNSUBSCRIBE a\r\nPING\r\n");
+    let mut before = 0;
+    loop {
+        let frame = read_frame(&mut sub);
+        if frame[0] == "*3" && frame[1] == "unsubscribe" {
+            assert_eq!(frame, ["*3", "unsubscribe", "a", ":0"]);
+            break;
+        }
+        assert_eq!(
+            frame[..3],
+            ["*3", "message", "a"],
+            "before the confirmation"
+        );
+        before += 1;
+    }
+    assert!(before > 0 && before <= 300);
+    // Out of subscribed mode, the next things must be replies, and only
+    // replies: no message of channel `a` may follow its confirmation.
+    assert_eq!(read_frame(&mut sub), ["+PONG"]);
+    sub.converse(&[("ECHO done", "$4\r\ndone")]);
 }
