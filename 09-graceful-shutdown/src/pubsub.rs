@@ -28,8 +28,10 @@ use crate::resp::Frame;
 
 /// Messages a channel's broadcast buffer holds for a subscriber whose
 /// forwarding task has not run yet. Forwarders drain it continuously into
-/// their mailboxes, and the publishing connection yields after every
-/// PUBLISH so they get to run, so it only has to absorb short bursts.
+/// their mailboxes, and a publishing connection yields after every PUBLISH
+/// so they get to run. That covers one publisher's bursts; many connections
+/// publishing flat out on one channel can still overrun it, and a
+/// subscriber that falls this far behind is cut off (see the GUIDE).
 const BROADCAST_CAPACITY: usize = 256;
 
 /// The most bytes of undelivered messages one subscriber may have waiting.
