@@ -100,8 +100,12 @@ impl Keyspace {
 
     /// Gives an existing key a deadline, or takes it away with `None`.
     pub fn set_deadline(&mut self, key: &[u8], deadline: Option<Instant>) {
-        if let Some((key, old)) = self.expires.remove_entry(key) {
-            self.schedule.remove(&(old, key));
+        // Most keys never expire: when none has a deadline, skip even
+        // hashing the key, as Redis does when `db->expires` is empty.
+        if !self.expires.is_empty() {
+            if let Some((key, old)) = self.expires.remove_entry(key) {
+                self.schedule.remove(&(old, key));
+            }
         }
         let Some(deadline) = deadline else { return };
         let Some((key, _)) = self.values.get_key_value(key) else {

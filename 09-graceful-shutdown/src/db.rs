@@ -14,6 +14,7 @@
 //! them.
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -274,6 +275,11 @@ impl Keyspace {
     }
 
     fn unschedule(&mut self, key: &[u8]) {
+        // Most keys never expire: skip even hashing the key when no key
+        // has a deadline, as Redis does when `db->expires` is empty.
+        if self.expires.is_empty() {
+            return;
+        }
         if let Some((key, old)) = self.expires.remove_entry(key) {
             self.schedule.remove(&(old, key));
         }
@@ -329,9 +335,11 @@ impl Keyspace {
 /// Appends `args` as a RESP array of bulk strings: how clients send
 /// commands, and so how an AOF stores them.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    // Writing into a Vec cannot fail; `write!` formats in place, with no
+    // String allocated per argument.
+    let _ = write!(out, "*{}\r\n", args.len());
     for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        let _ = write!(out, "${}\r\n", arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
