@@ -207,8 +207,9 @@ pub async fn open_loop(
 
     let reader = async {
         let mut replies = Replies::new();
-        let mut index = k; // the index of the request the next reply answers
-                           // The batch being answered: when it left, and how many replies remain.
+        // The index of the request the next reply answers.
+        let mut index = k;
+        // The batch being answered: when it left, and how many replies remain.
         let mut current = Sent {
             at: table.start,
             count: 0,
