@@ -9,9 +9,9 @@
 //! Deadlines are `Instant`s on the monotonic clock: a wall-clock jump (NTP
 //! stepping the clock, someone running `date -s`) cannot expire keys early
 //! or keep them alive. (A suspended machine is another matter: on Linux the
-//! monotonic clock stops while suspended, so deadlines move with it.) Absolute Unix times only appear at the edges, where
-//! clients send them (EXAT, PXAT) and, from step 05 on, where files store
-//! them.
+//! monotonic clock stops while suspended, so deadlines move with it.)
+//! Absolute Unix times only appear at the edges, where clients send them
+//! (EXAT, PXAT) and, from step 05 on, where files store them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -51,6 +51,36 @@ pub enum Expiry {
     At(Instant),
 }
 
+/// The moment a command runs at, as the keyspace needs to know it: the
+/// instant, and whether deadlines that have passed by then count for it.
+#[derive(Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub deadlines: Deadlines,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Deadlines {
+    /// A client's command: a key past its deadline is gone, and is deleted
+    /// on the spot (lazy expiry).
+    Enforce,
+    /// History being replayed: the append-only file at start (and, from
+    /// step 08, a master's stream). It holds
+    /// a DEL for every key that expired while it was written, at the point
+    /// where the key expired, so until that DEL the key exists for it,
+    /// whatever its deadline says today. Replayed eleven seconds later,
+    /// `SET k v EX 10` then `PERSIST k` must still leave `k`. Redis agrees:
+    /// no key expires while it loads (`keyIsExpired` in `db.c`).
+    Ignore,
+}
+
+impl Now {
+    /// Whether `deadline` has passed, as far as this command is concerned.
+    pub fn is_past(&self, deadline: Instant) -> bool {
+        self.deadlines != Deadlines::Ignore && deadline <= self.instant
+    }
+}
+
 #[derive(Default)]
 pub struct Keyspace {
     values: HashMap<Bytes, Bytes>,
@@ -72,12 +102,12 @@ pub struct Keyspace {
 impl Keyspace {
     /// The value of `key`, unless it is missing or has expired. An expired
     /// key found here is deleted on the spot: Redis calls this lazy expiry.
-    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<&Bytes> {
+    pub fn get(&mut self, key: &[u8], now: Now) -> Option<&Bytes> {
         self.expire_if_due(key, now);
         self.values.get(key)
     }
 
-    pub fn contains(&mut self, key: &[u8], now: Instant) -> bool {
+    pub fn contains(&mut self, key: &[u8], now: Now) -> bool {
         self.get(key, now).is_some()
     }
 
@@ -102,14 +132,14 @@ impl Keyspace {
     }
 
     /// Deletes `key`; whether it existed (and had not expired).
-    pub fn remove(&mut self, key: &[u8], now: Instant) -> bool {
+    pub fn remove(&mut self, key: &[u8], now: Now) -> bool {
         self.expire_if_due(key, now);
         self.delete(key)
     }
 
     /// The deadline of a live key: `None` if the key does not exist,
     /// `Some(None)` if it exists and never expires.
-    pub fn deadline(&mut self, key: &[u8], now: Instant) -> Option<Option<Instant>> {
+    pub fn deadline(&mut self, key: &[u8], now: Now) -> Option<Option<Instant>> {
         self.expire_if_due(key, now);
         self.values
             .contains_key(key)
@@ -223,9 +253,9 @@ impl Keyspace {
         removed
     }
 
-    fn expire_if_due(&mut self, key: &[u8], now: Instant) {
+    fn expire_if_due(&mut self, key: &[u8], now: Now) {
         match self.expires.get(key) {
-            Some(deadline) if *deadline <= now => {}
+            Some(deadline) if now.is_past(*deadline) => {}
             _ => return,
         }
         // Logged as a DEL, as Redis propagates an expiry: harmless in a log
@@ -343,6 +373,14 @@ mod tests {
         Bytes::copy_from_slice(name.as_bytes())
     }
 
+    /// `instant`, as a client's command sees it.
+    fn client_at(instant: Instant) -> Now {
+        Now {
+            instant,
+            deadlines: Deadlines::Enforce,
+        }
+    }
+
     /// The three structures agree: every deadline is in both sidecars, and
     /// only for keys that exist.
     fn assert_consistent(keyspace: &Keyspace) {
@@ -360,13 +398,13 @@ mod tests {
         let mut keyspace = Keyspace::default();
         keyspace.set(key("a"), key("1"), Expiry::At(later));
         keyspace.set(key("a"), key("2"), Expiry::Keep);
-        assert_eq!(keyspace.deadline(b"a", now), Some(Some(later)));
+        assert_eq!(keyspace.deadline(b"a", client_at(now)), Some(Some(later)));
         keyspace.set(key("a"), key("3"), Expiry::Clear);
-        assert_eq!(keyspace.deadline(b"a", now), Some(None));
+        assert_eq!(keyspace.deadline(b"a", client_at(now)), Some(None));
         keyspace.set(key("b"), key("1"), Expiry::At(later));
-        assert!(keyspace.remove(b"b", now));
+        assert!(keyspace.remove(b"b", client_at(now)));
         keyspace.set_deadline(b"missing", Some(later));
-        assert_eq!(keyspace.deadline(b"missing", now), None);
+        assert_eq!(keyspace.deadline(b"missing", client_at(now)), None);
         assert_consistent(&keyspace);
     }
 
@@ -376,8 +414,24 @@ mod tests {
         let mut keyspace = Keyspace::default();
         keyspace.set(key("a"), key("1"), Expiry::At(now));
         assert_eq!(keyspace.len(), 1);
-        assert_eq!(keyspace.get(b"a", now), None);
+        assert_eq!(keyspace.get(b"a", client_at(now)), None);
         assert_eq!(keyspace.len(), 0);
+        assert_consistent(&keyspace);
+    }
+
+    #[test]
+    fn replayed_history_sees_keys_past_their_deadline() {
+        let now = Instant::now();
+        let replaying = Now {
+            instant: now,
+            deadlines: Deadlines::Ignore,
+        };
+        let mut keyspace = Keyspace::default();
+        keyspace.set(key("a"), key("1"), Expiry::At(now));
+        // The history made the key persistent before its deadline passed.
+        assert_eq!(keyspace.deadline(b"a", replaying), Some(Some(now)));
+        keyspace.set_deadline(b"a", None);
+        assert_eq!(keyspace.get(b"a", client_at(now)), Some(&key("1")));
         assert_consistent(&keyspace);
     }
 

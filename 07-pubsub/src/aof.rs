@@ -212,6 +212,8 @@ pub async fn replay(path: &Path, server: &Server) -> Result<usize> {
     };
 
     let mut client = Client::new(0);
+    // History, not a client's commands: no deadline has passed for it.
+    client.replaying = true;
     let mut offset = 0;
     let mut commands = 0;
     while offset < data.len() {

@@ -212,7 +212,7 @@ pub async fn replay(path: &Path, server: &Server) -> Result<usize> {
     };
 
     // Replayed writes were accepted once already: they go through even on
-    // a read-only replica.
+    // a read-only replica, and no deadline has passed for them.
     let mut client = Client::new(0, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     client.replaying = true;
     let mut offset = 0;

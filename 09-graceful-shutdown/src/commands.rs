@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Expiry};
+use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Deadlines, Expiry, Now};
 use crate::pubsub::{Kind, Subscriptions};
 use crate::replication::{self, SyncRequest};
 use crate::resp::{parse_integer, Frame, Protocol};
@@ -40,7 +40,8 @@ pub struct Client {
     /// Set by PSYNC or SYNC: the connection turns into a replica's stream.
     pub sync_request: Option<SyncRequest>,
     /// Replays history that was already accepted elsewhere (the master's
-    /// stream, the AOF at start), so it may write on a read-only replica.
+    /// stream, the AOF at start), so it may write on a read-only replica,
+    /// and no deadline has passed for it: see [`Deadlines::Ignore`].
     pub replaying: bool,
 }
 
@@ -65,6 +66,21 @@ impl Client {
     /// pushed messages from replies, so it may run anything.
     fn in_subscribed_mode(&self) -> bool {
         self.protocol == Protocol::Resp2 && self.subscriptions.count() > 0
+    }
+
+    /// The moment this client's command runs at, as the keyspace sees it.
+    pub fn now(&self, server: &Server) -> Now {
+        let deadlines = if self.replaying {
+            Deadlines::Ignore
+        } else if server.replication.is_replica() {
+            Deadlines::Hide
+        } else {
+            Deadlines::Enforce
+        };
+        Now {
+            instant: Instant::now(),
+            deadlines,
+        }
     }
 }
 
@@ -655,8 +671,8 @@ fn config(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
 }
 
 /// GET key
-fn get(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    match server.db.lock().get(&args[1], Instant::now()) {
+fn get(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    match server.db.lock().get(&args[1], client.now(server)) {
         Some(value) => Frame::Bulk(value.clone()),
         None => Frame::Null,
     }
@@ -667,7 +683,7 @@ fn get(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
 /// NX sets only a new key, XX only an existing one; GET returns the value
 /// the key had before. Without an expiry option, SET makes the key
 /// persistent; KEEPTTL keeps the deadline it had.
-fn set(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
+fn set(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
     let (mut only_new, mut only_existing, mut return_old) = (false, false, false);
     let mut keep_ttl = false;
     let mut expiry: Option<(TimeArg, &Bytes)> = None;
@@ -706,7 +722,7 @@ fn set(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
         }
     }
 
-    let now = Instant::now();
+    let now = client.now(server);
     let expiry = match expiry {
         None if keep_ttl => Expiry::Keep,
         None => Expiry::Clear,
@@ -718,7 +734,7 @@ fn set(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
             // SET, unlike EXPIRE, refuses times that are zero or negative.
             match time_arg.to_unix_ms(amount, now_us / 1000) {
                 Some(at_ms) if amount > 0 && at_ms > 0 => {
-                    Expiry::At(instant_at_unix_ms(at_ms, now, now_us))
+                    Expiry::At(instant_at_unix_ms(at_ms, now.instant, now_us))
                 }
                 _ => return invalid_expire_time("set"),
             }
@@ -775,28 +791,40 @@ impl TimeArg {
 }
 
 /// EXPIRE key seconds [NX | XX | GT | LT]
-fn expire(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    expire_generic(args, server, "expire", TimeArg::SECONDS)
+fn expire(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    expire_generic(args, client, server, "expire", TimeArg::SECONDS)
 }
 
 /// PEXPIRE key milliseconds [NX | XX | GT | LT]
-fn pexpire(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    expire_generic(args, server, "pexpire", TimeArg::MILLISECONDS)
+fn pexpire(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    expire_generic(args, client, server, "pexpire", TimeArg::MILLISECONDS)
 }
 
 /// EXPIREAT key unix-time-seconds [NX | XX | GT | LT]
-fn expireat(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    expire_generic(args, server, "expireat", TimeArg::UNIX_SECONDS)
+fn expireat(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    expire_generic(args, client, server, "expireat", TimeArg::UNIX_SECONDS)
 }
 
 /// PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]
-fn pexpireat(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    expire_generic(args, server, "pexpireat", TimeArg::UNIX_MILLISECONDS)
+fn pexpireat(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    expire_generic(
+        args,
+        client,
+        server,
+        "pexpireat",
+        TimeArg::UNIX_MILLISECONDS,
+    )
 }
 
 /// The four EXPIRE commands, as Redis's `expireGenericCommand`. A time in
 /// the past, negative ones included, deletes the key.
-fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg) -> Frame {
+fn expire_generic(
+    args: &[Bytes],
+    client: &Client,
+    server: &Server,
+    name: &str,
+    time_arg: TimeArg,
+) -> Frame {
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for option in &args[3..] {
         match option.to_ascii_uppercase().as_slice() {
@@ -824,7 +852,7 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
         return not_an_integer();
     };
 
-    let now = Instant::now();
+    let now = client.now(server);
     let now_us = unix_time_us();
     let now_ms = now_us / 1000;
     let Some(at_ms) = time_arg.to_unix_ms(amount, now_ms) else {
@@ -835,7 +863,7 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
     let Some(current) = db.deadline(&args[1], now) else {
         return Frame::Integer(0);
     };
-    let current_ms = current.map(|deadline| unix_ms_of(deadline, now, now_us));
+    let current_ms = current.map(|deadline| unix_ms_of(deadline, now.instant, now_us));
     let refused = match current_ms {
         // A key without a deadline counts as expiring never: later than any
         // time, so GT can never beat it and LT always does.
@@ -845,41 +873,54 @@ fn expire_generic(args: &[Bytes], server: &Server, name: &str, time_arg: TimeArg
     if refused {
         return Frame::Integer(0);
     }
-    if at_ms <= now_ms {
+    let deadline = instant_at_unix_ms(at_ms, now.instant, now_us);
+    if now.is_past(deadline) {
         db.remove(&args[1], now);
     } else {
-        db.set_deadline(&args[1], Some(instant_at_unix_ms(at_ms, now, now_us)));
+        // Replayed history may set a deadline that has passed since: the
+        // key then expires once the history is over (see `Deadlines`).
+        db.set_deadline(&args[1], Some(deadline));
     }
     Frame::Integer(1)
 }
 
 /// TTL key: seconds left, rounded to the nearest second as Redis does.
-fn ttl(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    time_to_live(args, server, |left| (left.as_millis() as i64 + 500) / 1000)
+fn ttl(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    time_to_live(args, client, server, |left| {
+        (left.as_millis() as i64 + 500) / 1000
+    })
 }
 
 /// PTTL key: milliseconds left.
-fn pttl(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    time_to_live(args, server, |left| left.as_millis() as i64)
+fn pttl(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    time_to_live(args, client, server, |left| left.as_millis() as i64)
 }
 
 /// -2 for a missing key, -1 for a key that never expires, else the time
 /// left in the unit `convert` chooses.
-fn time_to_live(args: &[Bytes], server: &Server, convert: fn(Duration) -> i64) -> Frame {
-    let now = Instant::now();
+fn time_to_live(
+    args: &[Bytes],
+    client: &Client,
+    server: &Server,
+    convert: fn(Duration) -> i64,
+) -> Frame {
+    let now = client.now(server);
     match server.db.lock().deadline(&args[1], now) {
         None => Frame::Integer(-2),
         Some(None) => Frame::Integer(-1),
         // `saturating_duration_since` gives zero, not a panic, for a
         // deadline a hair in the past.
-        Some(Some(deadline)) => Frame::Integer(convert(deadline.saturating_duration_since(now))),
+        Some(Some(deadline)) => {
+            Frame::Integer(convert(deadline.saturating_duration_since(now.instant)))
+        }
     }
 }
 
 /// PERSIST key: 1 if a deadline was removed, 0 if there was none to remove.
-fn persist(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
+fn persist(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    let now = client.now(server);
     let mut db = server.db.lock();
-    match db.deadline(&args[1], Instant::now()) {
+    match db.deadline(&args[1], now) {
         Some(Some(_)) => {
             db.set_deadline(&args[1], None);
             Frame::Integer(1)
@@ -889,16 +930,16 @@ fn persist(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
 }
 
 /// DEL key [key ...]
-fn del(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    let now = Instant::now();
+fn del(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    let now = client.now(server);
     let mut db = server.db.lock();
     let removed = args[1..].iter().filter(|key| db.remove(key, now)).count();
     Frame::Integer(removed as i64)
 }
 
 /// EXISTS key [key ...]: a key named twice is counted twice, as in Redis.
-fn exists(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    let now = Instant::now();
+fn exists(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    let now = client.now(server);
     let mut db = server.db.lock();
     let found = args[1..].iter().filter(|key| db.contains(key, now)).count();
     Frame::Integer(found as i64)

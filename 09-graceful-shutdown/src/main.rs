@@ -308,6 +308,12 @@ async fn expire_keys_in_background(server: Arc<Server>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if server.replication.is_replica() {
+            // A replica's keys expire when its master says so, with a DEL
+            // in the stream; until then clients find them gone, but they
+            // stay stored (see `Deadlines::Hide`).
+            continue;
+        }
         let started = Instant::now();
         while started.elapsed() < EXPIRE_BUDGET {
             let removed = server

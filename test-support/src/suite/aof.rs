@@ -17,6 +17,7 @@ macro_rules! aof_suite {
         $crate::suite_tests!($bin, aof;
             a_restart_replays_every_acknowledged_write,
             expiry_is_stored_as_an_absolute_time,
+            a_deadline_changed_in_time_outlives_the_old_one,
             reads_are_never_appended,
             a_truncated_last_command_is_dropped_with_a_warning,
             corruption_before_the_end_stops_the_start,
@@ -145,6 +146,33 @@ pub fn expiry_is_stored_as_an_absolute_time(bin: &str) {
     assert_eq!(exists, 0, "an expired key came back after a restart");
     let ttl: i64 = redis::cmd("TTL").arg("later").query(&mut conn).unwrap();
     assert!((98..=100).contains(&ttl), "TTL {ttl}");
+}
+
+/// The file says `SET k v PXAT <soon>` and, after it, `PERSIST k`. Replayed
+/// once <soon> has passed, the PERSIST must still find the key: no deadline
+/// passes while history is replayed (Redis: `keyIsExpired` while loading).
+pub fn a_deadline_changed_in_time_outlives_the_old_one(bin: &str) {
+    let dir = TempDir::new("aof-changed-deadline");
+    let mut server = start(bin, &dir, "always");
+    let mut conn = server.client();
+    run(&mut conn, &["SET", "persisted", "1", "PX", "300"]);
+    run(&mut conn, &["PERSIST", "persisted"]);
+    run(&mut conn, &["SET", "extended", "2", "PX", "300"]);
+    run(&mut conn, &["PEXPIRE", "extended", "100000"]);
+    run(&mut conn, &["SET", "expired", "3", "PX", "300"]);
+    let old_deadlines = Instant::now() + Duration::from_millis(300);
+    server.kill();
+
+    wait_until("the old deadlines have passed", || {
+        Instant::now() > old_deadlines
+    });
+    let server = start(bin, &dir, "always");
+    let mut conn = server.client();
+    let keys = snapshot(&mut conn, &["persisted", "extended", "expired"]);
+    assert_eq!(keys[0], ("persisted".into(), Some("1".into()), -1));
+    assert_eq!(keys[1].1.as_deref(), Some("2"), "extended: {:?}", keys[1]);
+    assert!((98..=100).contains(&keys[1].2), "extended: {:?}", keys[1]);
+    assert_eq!(keys[2], ("expired".into(), None, -2));
 }
 
 pub fn reads_are_never_appended(bin: &str) {

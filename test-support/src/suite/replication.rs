@@ -3,7 +3,8 @@
 //! acknowledgements as Redis counts them; a read-only replica; reconnects.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::Connection;
 
@@ -21,6 +22,7 @@ macro_rules! replication_suite {
             a_real_master_to_our_replica_from_disk,
             a_restarted_master_is_followed_again,
             acks_count_offsets_as_redis_does,
+            a_replica_leaves_expiry_to_its_master,
             the_master_streams_writes_and_expiries_and_never_answers_acks,
             old_style_sync_gets_a_snapshot_and_the_stream,
             replicaof_and_wait_reply_as_redis,
@@ -198,19 +200,25 @@ pub fn a_restarted_master_is_followed_again(bin: &str) {
     );
 }
 
-/// A scripted master: reads one command of the handshake and checks it.
-fn expect_command(stream: &mut std::net::TcpStream, words: &[&str]) {
-    let mut expected = format!("*{}\r\n", words.len());
+/// `words` as a RESP command, as a master streams it.
+fn command(words: &[&str]) -> String {
+    let mut command = format!("*{}\r\n", words.len());
     for word in words {
-        expected.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+        command.push_str(&format!("${}\r\n{word}\r\n", word.len()));
     }
+    command
+}
+
+/// A scripted master: reads one command of the handshake and checks it.
+fn expect_command(stream: &mut TcpStream, words: &[&str]) {
+    let expected = command(words);
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), expected);
 }
 
 /// Reads REPLCONF ACK lines until one reports at least `at_least`; returns it.
-fn next_ack(stream: &mut std::net::TcpStream, at_least: u64) -> u64 {
+fn next_ack(stream: &mut TcpStream, at_least: u64) -> u64 {
     loop {
         let mut raw = Raw::from_stream(stream.try_clone().unwrap());
         assert_eq!(raw.read_line(), "*3");
@@ -226,7 +234,10 @@ fn next_ack(stream: &mut std::net::TcpStream, at_least: u64) -> u64 {
     }
 }
 
-pub fn acks_count_offsets_as_redis_does(bin: &str) {
+/// Starts a replica of ours that follows a scripted master, and plays the
+/// master's side of the handshake up to an empty snapshot at offset 1000.
+/// Returns the replica and the master's end of the link.
+fn follow_a_scripted_master(bin: &str) -> (Server, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let replica = Server::start(bin, &["--save", "", "--replicaof", &replicaof(port)]);
@@ -248,7 +259,11 @@ pub fn acks_count_offsets_as_redis_does(bin: &str) {
         .write_all(b" 1000\r\n$18\r\nREDIS0010\xff\0\0\0\0\0\0\0\0")
         .unwrap();
     assert_eq!(next_ack(&mut master, 0), 1000);
+    (replica, master)
+}
 
+pub fn acks_count_offsets_as_redis_does(bin: &str) {
+    let (replica, mut master) = follow_a_scripted_master(bin);
     // 23 + 27 + 14 bytes, then REPLCONF GETACK * (37 bytes).
     master
         .write_all(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*1\r\n$4\r\nping\r\n")
@@ -265,6 +280,64 @@ pub fn acks_count_offsets_as_redis_does(bin: &str) {
         info_field(&mut r, "slave_repl_offset").as_deref(),
         Some("1138")
     );
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+fn query_int(conn: &mut Connection, args: &[&str]) -> i64 {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(conn).unwrap()
+}
+
+/// As Redis's replicas do, ours leave expiry to the master: a key past its
+/// deadline is gone for clients but stays stored until the master's DEL.
+/// So a change the master made in time and sent late still finds the key.
+pub fn a_replica_leaves_expiry_to_its_master(bin: &str) {
+    let (replica, mut master) = follow_a_scripted_master(bin);
+    let mut r = replica.client();
+    let soon = unix_ms() + 300;
+    let set = command(&["SET", "k", "v", "PXAT", &soon.to_string()]);
+    master
+        .write_all((command(&["SELECT", "0"]) + &set).as_bytes())
+        .unwrap();
+    wait_until("the replica has the key", || get(&mut r, "k").is_some());
+    wait_until("the key's deadline has passed", || unix_ms() > soon);
+    assert_eq!(get(&mut r, "k"), None, "a key past its deadline is gone");
+    assert_eq!(query_int(&mut r, &["EXISTS", "k"]), 0);
+    assert_eq!(query_int(&mut r, &["TTL", "k"]), -2);
+    assert_eq!(query_int(&mut r, &["DBSIZE"]), 1, "but it is still stored");
+
+    // The master made it persistent before the deadline; that arrives now.
+    master
+        .write_all(command(&["PERSIST", "k"]).as_bytes())
+        .unwrap();
+    wait_until("the master's PERSIST finds the key", || {
+        get(&mut r, "k").as_deref() == Some("v")
+    });
+    assert_eq!(query_int(&mut r, &["TTL", "k"]), -1);
+
+    // A key that arrives past its deadline is kept until the master's DEL.
+    let past = (unix_ms() - 1000).to_string();
+    let set = command(&["SET", "gone", "x", "PXAT", &past]);
+    master.write_all(set.as_bytes()).unwrap();
+    wait_until("the replica stores the expired key", || {
+        query_int(&mut r, &["DBSIZE"]) == 2
+    });
+    assert_eq!(get(&mut r, "gone"), None);
+    master
+        .write_all(command(&["DEL", "gone"]).as_bytes())
+        .unwrap();
+    wait_until("the master's DEL deletes it", || {
+        query_int(&mut r, &["DBSIZE"]) == 1
+    });
 }
 
 /// Runs the replica's side of the handshake on a raw connection and reads
