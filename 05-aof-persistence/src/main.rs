@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use aof::{AofFile, Fsync};
 use commands::Client;
 use db::Db;
-use resp::Frame;
+use resp::{Frame, RequestParser};
 
 /// Command-line options, spelled the way redis-server spells them.
 pub struct Config {
@@ -218,6 +218,7 @@ async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Re
     // batch them ourselves, one write per read.
     socket.set_nodelay(true)?;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut requests = RequestParser::default();
     let mut output = Vec::with_capacity(16 * 1024);
     // `None` when persistence is off: every use below reads as "if there is
     // an AOF, ...", and the compiler makes sure we ask.
@@ -232,11 +233,8 @@ async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Re
         // Run every whole command the buffer holds before answering: replies
         // to a pipelining client then leave in one write, not one each.
         loop {
-            let args = match resp::parse_request(&input) {
-                Ok(Some((args, used))) => {
-                    input.advance(used);
-                    args
-                }
+            let args = match requests.next(&mut input) {
+                Ok(Some((args, _))) => args,
                 Ok(None) => break, // The rest of the command is still in flight.
                 Err(error) => {
                     // As Redis does: say what was wrong, then hang up, since
@@ -266,13 +264,13 @@ async fn serve(mut socket: TcpStream, mut client: Client, server: &Server) -> Re
         if client.quitting {
             return Ok(());
         }
-        if input.len() > server.config.query_buffer_limit {
+        let unfinished = requests.pending() + input.len();
+        if unfinished > server.config.query_buffer_limit {
             // As Redis does at `client-query-buffer-limit`: a client that
             // sends this much without finishing a command is cut off.
             eprintln!(
-                "client {} sent {} bytes without completing a command; disconnecting it",
+                "client {} sent {unfinished} bytes without completing a command; disconnecting it",
                 client.id,
-                input.len()
             );
             return Ok(());
         }

@@ -22,12 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use bytes::{Bytes, BytesMut};
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 
 use crate::commands::{self, Client};
-use crate::resp::{self, Frame};
+use crate::resp::{Frame, RequestParser};
 use crate::Server;
 
 /// When the file is fsynced: Redis's `appendfsync` setting.
@@ -215,18 +216,21 @@ pub async fn replay(path: &Path, server: &Server) -> Result<usize> {
     // a read-only replica, and no deadline has passed for them.
     let mut client = Client::new(0, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     client.replaying = true;
-    let mut offset = 0;
+    let size = data.len();
+    // The file's own buffer, handed over without a copy.
+    let mut input = BytesMut::from(Bytes::from(data));
+    let mut requests = RequestParser::default();
+    let mut offset = 0; // where the next command starts
     let mut commands = 0;
-    while offset < data.len() {
-        let rest = &data[offset..];
+    while let Some(&first) = input.first() {
         // The file holds only RESP arrays; inline commands are for people.
-        if rest[0] != b'*' {
+        if first != b'*' {
             return Err(corrupt(
                 offset,
-                format!("expected '*', found byte {:#04x}", rest[0]),
+                format!("expected '*', found byte {first:#04x}"),
             ));
         }
-        let (args, used) = match resp::parse_request(rest) {
+        let (args, used) = match requests.next(&mut input) {
             Ok(Some(request)) => request,
             Ok(None) => break, // A truncated last command: handled below.
             Err(error) => {
@@ -244,12 +248,12 @@ pub async fn replay(path: &Path, server: &Server) -> Result<usize> {
         offset += used;
     }
 
-    if offset < data.len() {
+    if offset < size {
         eprintln!(
             "warning: {} ends with an incomplete command ({} bytes at byte {offset}); \
              truncating the file there, as Redis's aof-load-truncated does",
             path.display(),
-            data.len() - offset
+            size - offset
         );
         let file = OpenOptions::new().write(true).open(path).await?;
         file.set_len(offset as u64).await?;

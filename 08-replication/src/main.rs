@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -36,7 +36,7 @@ use commands::Client;
 use db::Db;
 use pubsub::PubSub;
 use replication::{MasterAddr, Replication};
-use resp::Frame;
+use resp::{Frame, RequestParser};
 use snapshot::{SavePoint, Snapshots};
 
 /// Command-line options, spelled the way redis-server spells them.
@@ -301,6 +301,7 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
     // batch them ourselves, one write per read.
     socket.set_nodelay(true)?;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut requests = RequestParser::default();
     let mut output = Vec::with_capacity(16 * 1024);
     // `None` when persistence is off: every use below reads as "if there is
     // an AOF, ...", and the compiler makes sure we ask.
@@ -329,17 +330,17 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
                 while let Some(delivery) = client.subscriptions.try_next() {
                     delivery.into_frame().encode(out.output, client.protocol);
                 }
-                run_commands(&mut input, socket, client, server, &mut out).await?;
+                run_commands(&mut input, &mut requests, socket, client, server, &mut out).await?;
                 if client.quitting {
                     return Ok(());
                 }
-                if input.len() > server.config.query_buffer_limit {
+                let unfinished = requests.pending() + input.len();
+                if unfinished > server.config.query_buffer_limit {
                     // As Redis does at `client-query-buffer-limit`: a client that
                     // sends this much without finishing a command is cut off.
                     eprintln!(
-                        "client {} sent {} bytes without completing a command; disconnecting it",
+                        "client {} sent {unfinished} bytes without completing a command; disconnecting it",
                         client.id,
-                        input.len()
                     );
                     return Ok(());
                 }
@@ -372,17 +373,15 @@ async fn converse(socket: &mut TcpStream, client: &mut Client, server: &Server) 
 /// a pipelining client then leave in one write, not one each.
 async fn run_commands(
     input: &mut BytesMut,
+    requests: &mut RequestParser,
     socket: &mut TcpStream,
     client: &mut Client,
     server: &Server,
     out: &mut Outbox<'_>,
 ) -> Result<()> {
     loop {
-        let args = match resp::parse_request(input) {
-            Ok(Some((args, used))) => {
-                input.advance(used);
-                args
-            }
+        let args = match requests.next(input) {
+            Ok(Some((args, _))) => args,
             Ok(None) => break, // The rest of the command is still in flight.
             Err(error) => {
                 // As Redis does: say what was wrong, then hang up, since we

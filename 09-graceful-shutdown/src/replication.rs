@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::commands::{self, Client};
 use crate::db::{encode_command, unix_time_ms};
-use crate::resp::{self, Frame};
+use crate::resp::{self, Frame, RequestParser};
 use crate::{rdb, snapshot, Server};
 
 /// How often a master PINGs its replicas (`repl-ping-replica-period`).
@@ -296,6 +296,7 @@ async fn stream_to_replica(
     server: &Server,
 ) -> Result<()> {
     let mut output = Vec::new();
+    let mut requests = RequestParser::default();
     loop {
         input.reserve(4096);
         // A replica acknowledges every second; one silent for TIMEOUT is
@@ -348,8 +349,7 @@ async fn stream_to_replica(
                 if read? == 0 {
                     return Ok(()); // The replica went away.
                 }
-                while let Some((args, used)) = resp::parse_request(input)? {
-                    input.advance(used);
+                while let Some((args, _)) = requests.next(input)? {
                     if let [name, sub, offset] = &args[..] {
                         if name.eq_ignore_ascii_case(b"REPLCONF") && sub.eq_ignore_ascii_case(b"ACK") {
                             if let Some(offset) = resp::parse_integer(offset) {
@@ -466,6 +466,7 @@ async fn link(server: &Server, master: &MasterAddr) -> Result<()> {
     let mut link = MasterLink {
         socket,
         input: BytesMut::with_capacity(16 * 1024),
+        requests: RequestParser::default(),
     };
 
     link.call(&[b"PING"]).await?;
@@ -528,6 +529,8 @@ fn parse_fullresync(reply: &Frame) -> Result<(String, u64)> {
 struct MasterLink {
     socket: TcpStream,
     input: BytesMut,
+    /// The stream's commands, read as a client's are.
+    requests: RequestParser,
 }
 
 impl MasterLink {
@@ -607,8 +610,9 @@ impl MasterLink {
         let mut acks = tokio::time::interval(ACK_EVERY);
         let mut replies = Vec::new();
         loop {
-            while let Some((args, used)) = resp::parse_request(&self.input)? {
-                self.input.advance(used);
+            // `used` counts the whole command, with the parts that earlier
+            // reads brought: the offset moves by a command at a time.
+            while let Some((args, used)) = self.requests.next(&mut self.input)? {
                 let getack = args.len() == 3
                     && args[0].eq_ignore_ascii_case(b"REPLCONF")
                     && args[1].eq_ignore_ascii_case(b"GETACK");
