@@ -241,7 +241,7 @@ fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i == line.len() {
@@ -258,7 +258,7 @@ fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                 (None, Some(b)) => word.push(b),
                 (Some(q), Some(b)) if b == q => {
                     match line.get(i + 1) {
-                        Some(next) if !next.is_ascii_whitespace() => return None,
+                        Some(&next) if !is_space(next) => return None,
                         _ => {}
                     }
                     i += 1;
@@ -279,6 +279,14 @@ fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
         }
         args.push(Bytes::from(word));
     }
+}
+
+/// C's `isspace`, which `sdssplitargs` uses to skip from one word to the
+/// next. Rust's `is_ascii_whitespace` leaves out the vertical tab. (A word
+/// without quotes ends only at a space, tab, CR or LF, as in Redis: a
+/// vertical tab inside one is part of it.)
+fn is_space(byte: u8) -> bool {
+    byte.is_ascii_whitespace() || byte == b'\x0b'
 }
 
 /// Decodes the escape after a backslash inside double quotes: `\xHH`, `\n`,
@@ -569,6 +577,12 @@ mod tests {
         assert_eq!(used, input.len());
         let (got, _) = request(b"PING\n").unwrap().unwrap();
         assert_eq!(got, args(&["PING"]));
+        // Between words any of C's `isspace`, vertical tab included; in a
+        // word, only space, tab, CR and LF end it (both as redis-server).
+        let (got, _) = request(b"ECHO \x0bF\x0b\r\n").unwrap().unwrap();
+        assert_eq!(got, args(&["ECHO", "F\x0b"]));
+        let (got, _) = request(b"ECHO \"a\"\x0bb\n").unwrap().unwrap();
+        assert_eq!(got, args(&["ECHO", "a", "b"]));
         assert_eq!(request(b"PING"), Ok(None));
     }
 

@@ -351,7 +351,7 @@ fn hello(args: &[Bytes], client: &mut Client, _: &Server) -> Frame {
         if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             // There are no users or passwords yet: like a fresh Redis, the
             // "default" user accepts any password and nobody else exists.
-            if !args[i + 1].eq_ignore_ascii_case(b"default") {
+            if args[i + 1] != "default" {
                 return error(
                     "WRONGPASS invalid username-password pair or user is disabled.".to_string(),
                 );

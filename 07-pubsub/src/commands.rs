@@ -29,9 +29,6 @@ pub struct Client {
     /// Set by QUIT: close the connection once the reply is written.
     pub quitting: bool,
     pub subscriptions: Subscriptions,
-    /// Set by PUBLISH, so that the connection lets the subscribers'
-    /// forwarding tasks run before it executes its next command.
-    pub published: bool,
     /// Replays history that was already accepted (the AOF at start), for
     /// which no deadline has passed: see [`Deadlines::Ignore`].
     pub replaying: bool,
@@ -45,7 +42,6 @@ impl Client {
             name: None,
             quitting: false,
             subscriptions: Subscriptions::default(),
-            published: false,
             replaying: false,
         }
     }
@@ -392,11 +388,12 @@ fn ok() -> Frame {
 /// In subscribed mode the reply is an array, `pong` and the message, so
 /// that a client reading pushed messages can tell it apart.
 fn ping(args: &[Bytes], client: &mut Client, _: &Server) -> Frame {
-    if client.in_subscribed_mode() {
-        let message = args.get(1).cloned().unwrap_or_default();
-        return Frame::Array(vec![bulk("pong"), Frame::Bulk(message)]);
-    }
+    let subscribed = client.in_subscribed_mode();
     match args {
+        [_] if subscribed => Frame::Array(vec![bulk("pong"), bulk("")]),
+        [_, message] if subscribed => {
+            Frame::Array(vec![bulk("pong"), Frame::Bulk(message.clone())])
+        }
         [_] => Frame::Simple("PONG".to_string()),
         [_, message] => Frame::Bulk(message.clone()),
         _ => wrong_arity("ping"),
@@ -438,7 +435,7 @@ fn hello(args: &[Bytes], client: &mut Client, _: &Server) -> Frame {
         if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             // There are no users or passwords yet: like a fresh Redis, the
             // "default" user accepts any password and nobody else exists.
-            if !args[i + 1].eq_ignore_ascii_case(b"default") {
+            if args[i + 1] != "default" {
                 return error(
                     "WRONGPASS invalid username-password pair or user is disabled.".to_string(),
                 );
@@ -925,9 +922,8 @@ fn save_points(points: &[snapshot::SavePoint]) -> String {
 }
 
 /// PUBLISH channel message
-fn publish(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+fn publish(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
     let receivers = server.pubsub.publish(args[1].clone(), args[2].clone());
-    client.published = true;
     Frame::Integer(receivers as i64)
 }
 

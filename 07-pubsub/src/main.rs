@@ -343,16 +343,15 @@ async fn run_commands(
         if args.is_empty() {
             continue; // Redis ignores blank lines, `*0` and `*-1`.
         }
+        if args.len() == 3 && args[0].eq_ignore_ascii_case(b"PUBLISH") {
+            // PUBLISH itself never waits, so it is held here until the
+            // subscribers' forwarding tasks have made room for it.
+            server.pubsub.wait_for_room(&args[1]).await;
+        }
         let reply = commands::execute(&args, client, server);
         reply.encode(out.output, client.protocol);
         if client.quitting {
             break;
-        }
-        if std::mem::take(&mut client.published) {
-            // Let the subscribers' forwarding tasks drain the broadcast
-            // before the next PUBLISH, so a pipelined burst of them cannot
-            // overrun a channel's buffer.
-            tokio::task::yield_now().await;
         }
         if out.output.len() >= FLUSH_AT {
             out.send(socket).await?;

@@ -32,9 +32,6 @@ pub struct Client {
     /// Set by QUIT: close the connection once the reply is written.
     pub quitting: bool,
     pub subscriptions: Subscriptions,
-    /// Set by PUBLISH, so that the connection lets the subscribers'
-    /// forwarding tasks run before it executes its next command.
-    pub published: bool,
     /// The port a replica announced with REPLCONF listening-port.
     pub listening_port: Option<u16>,
     /// Set by PSYNC or SYNC: the connection turns into a replica's stream.
@@ -54,7 +51,6 @@ impl Client {
             name: None,
             quitting: false,
             subscriptions: Subscriptions::default(),
-            published: false,
             listening_port: None,
             sync_request: None,
             replaying: false,
@@ -475,11 +471,12 @@ fn ok() -> Frame {
 /// In subscribed mode the reply is an array, `pong` and the message, so
 /// that a client reading pushed messages can tell it apart.
 fn ping(args: &[Bytes], client: &mut Client, _: &Server) -> Frame {
-    if client.in_subscribed_mode() {
-        let message = args.get(1).cloned().unwrap_or_default();
-        return Frame::Array(vec![bulk("pong"), Frame::Bulk(message)]);
-    }
+    let subscribed = client.in_subscribed_mode();
     match args {
+        [_] if subscribed => Frame::Array(vec![bulk("pong"), bulk("")]),
+        [_, message] if subscribed => {
+            Frame::Array(vec![bulk("pong"), Frame::Bulk(message.clone())])
+        }
         [_] => Frame::Simple("PONG".to_string()),
         [_, message] => Frame::Bulk(message.clone()),
         _ => wrong_arity("ping"),
@@ -521,7 +518,7 @@ fn hello(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
         if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             // There are no users or passwords yet: like a fresh Redis, the
             // "default" user accepts any password and nobody else exists.
-            if !args[i + 1].eq_ignore_ascii_case(b"default") {
+            if args[i + 1] != "default" {
                 return error(
                     "WRONGPASS invalid username-password pair or user is disabled.".to_string(),
                 );
@@ -1008,9 +1005,8 @@ fn save_points(points: &[snapshot::SavePoint]) -> String {
 }
 
 /// PUBLISH channel message
-fn publish(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+fn publish(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
     let receivers = server.pubsub.publish(args[1].clone(), args[2].clone());
-    client.published = true;
     Frame::Integer(receivers as i64)
 }
 
@@ -1248,6 +1244,10 @@ fn info(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
 fn select(args: &[Bytes], _: &mut Client, _: &Server) -> Frame {
     match parse_integer(&args[1]) {
         Some(0) => ok(),
+        // Redis reads the index as a C int first (`getIntFromObjectOrReply`).
+        Some(n) if i32::try_from(n).is_err() => error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647".to_string(),
+        ),
         Some(_) => error("ERR DB index is out of range".to_string()),
         None => not_an_integer(),
     }

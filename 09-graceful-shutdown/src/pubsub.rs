@@ -28,10 +28,10 @@ use crate::resp::Frame;
 
 /// Messages a channel's broadcast buffer holds for a subscriber whose
 /// forwarding task has not run yet. Forwarders drain it continuously into
-/// their mailboxes, and a publishing connection yields after every PUBLISH
-/// so they get to run. That covers one publisher's bursts; many connections
-/// publishing flat out on one channel can still overrun it, and a
-/// subscriber that falls this far behind is cut off (see the GUIDE).
+/// their mailboxes, and a connection waits before each PUBLISH until the
+/// buffers it would send into are at most half full
+/// ([`PubSub::wait_for_room`]), so a subscriber that keeps reading is never
+/// overrun, however many connections publish at once.
 const BROADCAST_CAPACITY: usize = 256;
 
 /// The most bytes of undelivered messages one subscriber may have waiting.
@@ -120,6 +120,38 @@ impl PubSub {
             }
         }
         receivers
+    }
+
+    /// Waits until every broadcast buffer that a PUBLISH to `channel` would
+    /// send into is at most half full.
+    ///
+    /// `send` never waits: a full buffer is overwritten, and a forwarding
+    /// task that had not yet read the overwritten messages lags, which cuts
+    /// its subscriber off. Forwarders never wait for anything but the
+    /// buffer, so a full buffer only means they have not had a turn on a
+    /// worker thread yet; yielding gives them one. Called right before the
+    /// PUBLISH runs, with no `.await` in between, so only PUBLISHes running
+    /// at that moment on other worker threads can add to the buffer after
+    /// the check: far fewer than the half left free.
+    pub async fn wait_for_room(&self, channel: &[u8]) {
+        while self.fullest_buffer(channel) > BROADCAST_CAPACITY / 2 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The most messages waiting in the buffer of `channel` or of any
+    /// pattern matching it.
+    fn fullest_buffer(&self, channel: &[u8]) -> usize {
+        let of_channel = lock(&self.channels)
+            .get(channel)
+            .map_or(0, |topic| topic.sender.len());
+        let of_patterns = lock(&self.patterns)
+            .iter()
+            .filter(|(pattern, _)| glob::matches(pattern, channel))
+            .map(|(_, topic)| topic.sender.len())
+            .max()
+            .unwrap_or(0);
+        of_channel.max(of_patterns)
     }
 
     /// The channels with at least one subscriber, optionally only those

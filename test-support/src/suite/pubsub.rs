@@ -16,6 +16,7 @@ macro_rules! pubsub_suite {
             patterns_receive_pmessages,
             publish_counts_every_receiver,
             many_subscribers_each_get_every_message_in_order,
+            many_publishers_at_once_never_cut_off_a_reader,
             subscribed_mode_allows_only_subscription_commands,
             resp3_gets_pushes_and_may_run_any_command,
             a_client_library_subscribes_and_receives,
@@ -124,6 +125,35 @@ pub fn many_subscribers_each_get_every_message_in_order(bin: &str) {
     }
 }
 
+/// Eight connections pipeline 20,000 PUBLISHes each into one channel at
+/// the same time; a subscriber that keeps reading gets all 160,000, as
+/// from redis-server (3 MB in all, far below any buffer limit).
+pub fn many_publishers_at_once_never_cut_off_a_reader(bin: &str) {
+    const PUBLISHERS: usize = 8;
+    const EACH: usize = 20_000;
+    let server = Server::start(bin, &[]);
+    let mut subscriber = server.raw();
+    subscriber.converse(&[("SUBSCRIBE hot", "*3\r\n$9\r\nsubscribe\r\n$3\r\nhot\r\n:1")]);
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|_| {
+            let mut publisher = server.raw();
+            thread::spawn(move || {
+                publisher.send(&b"PUBLISH hot m\r\n".repeat(EACH));
+                publisher.expect(&b":1\r\n".repeat(EACH));
+            })
+        })
+        .collect();
+    let message = b"*3\r\n$7\r\nmessage\r\n$3\r\nhot\r\n$1\r\nm\r\n";
+    let got = subscriber.read_exact(message.len() * PUBLISHERS * EACH);
+    assert!(
+        got.chunks(message.len()).all(|chunk| chunk == message),
+        "the subscriber's stream holds something else than the messages"
+    );
+    for publisher in publishers {
+        publisher.join().unwrap();
+    }
+}
+
 pub fn subscribed_mode_allows_only_subscription_commands(bin: &str) {
     let server = Server::start(bin, &[]);
     let mut sub = server.raw();
@@ -136,6 +166,10 @@ pub fn subscribed_mode_allows_only_subscription_commands(bin: &str) {
         ),
         ("PING", "*2\r\n$4\r\npong\r\n$0\r\n"),
         ("PING hi", "*2\r\n$4\r\npong\r\n$2\r\nhi"),
+        (
+            "PING a b",
+            "-ERR wrong number of arguments for 'ping' command",
+        ),
         // The error left the connection usable, and still subscribed.
         ("PSUBSCRIBE p", "*3\r\n$10\r\npsubscribe\r\n$1\r\np\r\n:2"),
         ("RESET", "+RESET"),

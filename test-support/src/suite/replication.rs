@@ -25,7 +25,7 @@ macro_rules! replication_suite {
             a_replica_leaves_expiry_to_its_master,
             the_master_streams_writes_and_expiries_and_never_answers_acks,
             old_style_sync_gets_a_snapshot_and_the_stream,
-            replicaof_and_wait_reply_as_redis,
+            replicaof_wait_and_select_reply_as_redis,
         );
     };
 }
@@ -409,7 +409,7 @@ pub fn old_style_sync_gets_a_snapshot_and_the_stream(bin: &str) {
     assert_eq!(next_command(&mut replica), ["SET", "after", "2"]);
 }
 
-pub fn replicaof_and_wait_reply_as_redis(bin: &str) {
+pub fn replicaof_wait_and_select_reply_as_redis(bin: &str) {
     let master = Server::start(bin, &["--save", ""]);
     let server = Server::start(bin, &["--save", ""]);
     let mut raw = server.raw();
@@ -418,6 +418,15 @@ pub fn replicaof_and_wait_reply_as_redis(bin: &str) {
         ("WAIT 1 50", ":0"),
         ("WAIT 1 -1", "-ERR timeout is negative"),
         ("WAIT x 0", "-ERR value is not an integer or out of range"),
+        // One database: SELECT 0 only, refused as a redis-server refuses
+        // an index past its last database.
+        ("SELECT 0", "+OK"),
+        ("SELECT 16", "-ERR DB index is out of range"),
+        (
+            "SELECT 2147483648",
+            "-ERR value is out of range, value must between -2147483648 and 2147483647",
+        ),
+        ("SELECT x", "-ERR value is not an integer or out of range"),
         ("REPLICAOF 127.0.0.1 notaport", "-ERR Invalid master port"),
         ("REPLICAOF NO ONE", "+OK"),
         (&format!("REPLICAOF 127.0.0.1 {}", master.port()), "+OK"),

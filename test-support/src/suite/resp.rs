@@ -254,6 +254,11 @@ pub fn hello_switches_between_resp2_and_resp3(bin: &str) {
             b"HELLO 3 FOO\r\n",
             b"-ERR Syntax error in HELLO option 'FOO'\r\n",
         ),
+        // User names are case-sensitive: there is a "default", no "DEFAULT".
+        (
+            b"HELLO 3 AUTH DEFAULT secret\r\n",
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        ),
     ] {
         raw.send(request);
         raw.expect(reply);
