@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Deadlines, Expiry, Now};
+use crate::glob;
 use crate::pubsub::{Kind, Subscriptions};
 use crate::resp::{parse_integer, Frame, Protocol};
 use crate::snapshot::{self, SaveError};
@@ -565,12 +566,26 @@ fn config(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
         ("appendfilename", server.config.appendfilename.clone()),
         ("appendfsync", server.config.appendfsync.name().to_string()),
     ];
+    // As Redis's `configGetCommand`: a name with `*`, `?` or `[` in it is a
+    // glob pattern, matched without regard to case; any other name is
+    // looked up as it is, and answered spelled as the client spelled it.
+    // Each parameter is answered once, whatever matches it again.
+    let mut answered = Vec::new();
     let mut found = Vec::new();
     for wanted in &args[2..] {
+        let pattern = wanted
+            .iter()
+            .any(|b| b"*?[".contains(b))
+            .then(|| wanted.to_ascii_lowercase());
         for (name, value) in &settings {
-            let already = found.iter().any(|(n, _)| n == &bulk(name));
-            if wanted.eq_ignore_ascii_case(name.as_bytes()) && !already {
-                found.push((bulk(name), bulk(value)));
+            let spelled = match &pattern {
+                Some(pattern) if glob::matches(pattern, name.as_bytes()) => bulk(name),
+                None if wanted.eq_ignore_ascii_case(name.as_bytes()) => Frame::Bulk(wanted.clone()),
+                _ => continue,
+            };
+            if !answered.contains(name) {
+                answered.push(*name);
+                found.push((spelled, bulk(value)));
             }
         }
     }

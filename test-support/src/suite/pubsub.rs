@@ -23,6 +23,7 @@ macro_rules! pubsub_suite {
             channels_without_subscribers_are_removed,
             a_slow_subscriber_is_cut_off_and_others_get_everything,
             nothing_arrives_after_the_unsubscribe_confirmation,
+            config_get_matches_glob_patterns,
         );
     };
 }
@@ -398,4 +399,42 @@ pub fn nothing_arrives_after_the_unsubscribe_confirmation(bin: &str) {
     // replies: no message of channel `a` may follow its confirmation.
     assert_eq!(read_frame(&mut sub), ["+PONG"]);
     sub.converse(&[("ECHO done", "$4\r\ndone")]);
+}
+
+/// With the glob matcher of this step, CONFIG GET takes patterns too, as
+/// Redis's does: without regard to case, each parameter answered once, and
+/// an exact name answered as the client spelled it.
+pub fn config_get_matches_glob_patterns(bin: &str) {
+    let server = Server::start(bin, &[]);
+    let mut raw = server.raw();
+    // The port as configured, whatever the test harness chose.
+    raw.send(b"CONFIG GET port\r\n");
+    let reply = raw.read_exact(4 + 10);
+    assert_eq!(&reply[..], b"*2\r\n$4\r\nport\r\n");
+    let (length, value) = (raw.read_line(), raw.read_line());
+    let port = format!("{length}\r\n{value}");
+    raw.converse(&[
+        ("CONFIG GET APPENDONLY?", "*0"),
+        ("CONFIG GET [p]ort", &format!("*2\r\n$4\r\nport\r\n{port}")),
+        (
+            "CONFIG GET PORT p*t port",
+            &format!("*2\r\n$4\r\nPORT\r\n{port}"),
+        ),
+    ]);
+    raw.send(b"CONFIG GET *\r\n");
+    let count: usize = raw.read_line()[1..].parse().unwrap();
+    let mut names = Vec::new();
+    for i in 0..count {
+        raw.read_line(); // the length
+        let text = raw.read_line();
+        if i % 2 == 0 {
+            names.push(text);
+        }
+    }
+    for name in ["appendonly", "dir", "port", "save"] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} missing from {names:?}"
+        );
+    }
 }
