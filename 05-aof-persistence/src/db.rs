@@ -330,12 +330,13 @@ mod tests {
         Bytes::copy_from_slice(name.as_bytes())
     }
 
+    fn at(instant: Instant, deadlines: Deadlines) -> Now {
+        Now { instant, deadlines }
+    }
+
     /// `instant`, as a client's command sees it.
     fn client_at(instant: Instant) -> Now {
-        Now {
-            instant,
-            deadlines: Deadlines::Enforce,
-        }
+        at(instant, Deadlines::Enforce)
     }
 
     /// The three structures agree: every deadline is in both sidecars, and
@@ -379,10 +380,7 @@ mod tests {
     #[test]
     fn replayed_history_sees_keys_past_their_deadline() {
         let now = Instant::now();
-        let replaying = Now {
-            instant: now,
-            deadlines: Deadlines::Ignore,
-        };
+        let replaying = at(now, Deadlines::Ignore);
         let mut keyspace = Keyspace::default();
         keyspace.set(key("a"), key("1"), Expiry::At(now));
         // The history made the key persistent before its deadline passed.
