@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,9 @@ pub struct Replication {
     /// Whom this server follows; `None` while it is a master. REPLICAOF
     /// changes it, and the link task reacts.
     master: watch::Sender<Option<MasterAddr>>,
+    /// Whether `master` is `Some`, kept beside it for the checks that run
+    /// on every command: a load, where reading `master` takes a lock.
+    following: AtomicBool,
     /// The state of our link to the master, for INFO.
     link: Mutex<LinkState>,
     /// The replicas that follow us, by client id.
@@ -99,6 +103,7 @@ impl Replication {
     pub fn new(master: Option<MasterAddr>) -> Replication {
         Replication {
             replid: Mutex::new(new_replid()),
+            following: AtomicBool::new(master.is_some()),
             master: watch::Sender::new(master),
             link: Mutex::default(),
             replicas: Mutex::default(),
@@ -116,7 +121,7 @@ impl Replication {
     }
 
     pub fn is_replica(&self) -> bool {
-        self.master.borrow().is_some()
+        self.following.load(Ordering::Relaxed)
     }
 
     /// REPLICAOF host port (or `None` for REPLICAOF NO ONE). Returns false
@@ -127,6 +132,7 @@ impl Replication {
                 return false;
             }
             *current = master.clone();
+            self.following.store(master.is_some(), Ordering::Relaxed);
             true
         });
         if changed && master.is_none() {
