@@ -1162,21 +1162,41 @@ fn sync(_: &[Bytes], client: &mut Client, _: &Server) -> Frame {
 }
 
 /// REPLCONF option value [option value ...], sent by a replica before
-/// PSYNC. We keep listening-port (for INFO) and accept the rest. A master
-/// never answers REPLCONF ACK: the replica's stream has no replies.
+/// PSYNC, checked as Redis's `replconfCommand` checks it. We keep
+/// listening-port (for INFO) and accept the options a replica or
+/// `redis-cli --rdb` sends. A master never answers REPLCONF ACK: the
+/// replica's stream has no replies.
 fn replconf(args: &[Bytes], client: &mut Client, _: &Server) -> Frame {
     if args.len() % 2 == 0 {
         return syntax_error();
     }
     for pair in args[1..].chunks(2) {
         let (option, value) = (&pair[0], &pair[1]);
-        if option.eq_ignore_ascii_case(b"listening-port") {
-            match parse_integer(value).and_then(|p| u16::try_from(p).ok()) {
-                Some(port) => client.listening_port = Some(port),
+        match option.to_ascii_lowercase().as_slice() {
+            // Redis takes any integer here; one that is no port is not shown.
+            b"listening-port" => match parse_integer(value) {
+                Some(port) => client.listening_port = u16::try_from(port).ok(),
                 None => return not_an_integer(),
+            },
+            b"ip-address" | b"capa" => {}
+            // A snapshot without the stream after it: the client that asks
+            // (`redis-cli --rdb`) hangs up once it has the snapshot anyway.
+            b"rdb-only" => match parse_integer(value) {
+                Some(0 | 1) => {}
+                Some(_) => {
+                    return error(
+                        "ERR value is out of range, value must between 0 and 1".to_string(),
+                    )
+                }
+                None => return not_an_integer(),
+            },
+            b"ack" | b"getack" => return Frame::Sequence(vec![]),
+            _ => {
+                return error(format!(
+                    "ERR Unrecognized REPLCONF option: {}",
+                    String::from_utf8_lossy(option)
+                ))
             }
-        } else if option.eq_ignore_ascii_case(b"ack") || option.eq_ignore_ascii_case(b"getack") {
-            return Frame::Sequence(vec![]);
         }
     }
     ok()

@@ -25,7 +25,7 @@ macro_rules! replication_suite {
             a_replica_leaves_expiry_to_its_master,
             the_master_streams_writes_and_expiries_and_never_answers_acks,
             old_style_sync_gets_a_snapshot_and_the_stream,
-            replicaof_wait_and_select_reply_as_redis,
+            replicaof_wait_select_and_replconf_reply_as_redis,
         );
     };
 }
@@ -409,7 +409,7 @@ pub fn old_style_sync_gets_a_snapshot_and_the_stream(bin: &str) {
     assert_eq!(next_command(&mut replica), ["SET", "after", "2"]);
 }
 
-pub fn replicaof_wait_and_select_reply_as_redis(bin: &str) {
+pub fn replicaof_wait_select_and_replconf_reply_as_redis(bin: &str) {
     let master = Server::start(bin, &["--save", ""]);
     let server = Server::start(bin, &["--save", ""]);
     let mut raw = server.raw();
@@ -427,6 +427,19 @@ pub fn replicaof_wait_and_select_reply_as_redis(bin: &str) {
             "-ERR value is out of range, value must between -2147483648 and 2147483647",
         ),
         ("SELECT x", "-ERR value is not an integer or out of range"),
+        // REPLCONF, checked option by option as Redis checks it.
+        ("REPLCONF foo bar", "-ERR Unrecognized REPLCONF option: foo"),
+        (
+            "REPLCONF listening-port x",
+            "-ERR value is not an integer or out of range",
+        ),
+        (
+            "REPLCONF rdb-only 2",
+            "-ERR value is out of range, value must between 0 and 1",
+        ),
+        ("REPLCONF listening-port 70000 capa eof", "+OK"),
+        ("REPLCONF a", "-ERR syntax error"),
+        ("REPLCONF rdb-only 1 ip-address 1.2.3.4", "+OK"),
         ("REPLICAOF 127.0.0.1 notaport", "-ERR Invalid master port"),
         ("REPLICAOF NO ONE", "+OK"),
         (&format!("REPLICAOF 127.0.0.1 {}", master.port()), "+OK"),
