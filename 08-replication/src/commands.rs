@@ -41,6 +41,11 @@ pub struct Client {
     /// stream, the AOF at start), so it may write on a read-only replica,
     /// and no deadline has passed for it: see [`Deadlines::Ignore`].
     pub replaying: bool,
+    /// Whether this client ever sent a write. WAIT from a client that has
+    /// not waits for nothing. Redis remembers where the stream stood after
+    /// the client's last write (`c->woff`); a client that has written waits
+    /// here for the whole stream so far: never too early, at times longer.
+    pub has_written: bool,
 }
 
 impl Client {
@@ -55,6 +60,7 @@ impl Client {
             listening_port: None,
             sync_request: None,
             replaying: false,
+            has_written: false,
         }
     }
 
@@ -391,7 +397,8 @@ pub fn execute(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
         "persist",
         "flushall",
     ];
-    if server.replication.is_replica() && !client.replaying && WRITES.contains(&command.name) {
+    let writes = WRITES.contains(&command.name);
+    if writes && server.replication.is_replica() && !client.replaying {
         return error("READONLY You can't write against a read only replica.".to_string());
     }
     if client.in_subscribed_mode() && !ALLOWED_WHILE_SUBSCRIBED.contains(&command.name) {
@@ -401,6 +408,7 @@ pub fn execute(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
             command.name
         ));
     }
+    client.has_written |= writes;
     (command.run)(args, client, server)
 }
 
@@ -1222,7 +1230,7 @@ fn replicaof(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
 ///
 /// Blocks this client (and only this one: see SAVE) until enough replicas
 /// acknowledge every write made so far, or the timeout passes.
-fn wait(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
+fn wait(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
     if server.replication.is_replica() {
         return error(
             "ERR WAIT cannot be used with replica instances. Please also note that since \
@@ -1240,9 +1248,16 @@ fn wait(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
         None => return error("ERR timeout is not an integer or out of range".to_string()),
     };
     let wanted = usize::try_from(wanted).unwrap_or(0);
+    // A client that has written waits for the whole stream so far.
+    let target = if client.has_written {
+        server.db.lock().repl_offset()
+    } else {
+        0
+    };
     let acked = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(replication::wait_for_replicas(server, wanted, timeout))
+        tokio::runtime::Handle::current().block_on(replication::wait_for_replicas(
+            server, target, wanted, timeout,
+        ))
     });
     Frame::Integer(acked as i64)
 }

@@ -375,11 +375,15 @@ pub async fn ping_replicas(server: Arc<Server>) {
 }
 
 /// WAIT numreplicas timeout: blocks until `wanted` replicas acknowledged
-/// every write made so far, or the timeout (0: none) passes; returns how
-/// many did.
-pub async fn wait_for_replicas(server: &Server, wanted: usize, timeout: Duration) -> usize {
+/// the stream up to `target` (the waiting client's last write), or the
+/// timeout (0: none) passes; returns how many did.
+pub async fn wait_for_replicas(
+    server: &Server,
+    target: u64,
+    wanted: usize,
+    timeout: Duration,
+) -> usize {
     let replication = &server.replication;
-    let target = server.db.lock().repl_offset();
     let acked = replication.count_acks(target);
     if acked >= wanted {
         return acked;

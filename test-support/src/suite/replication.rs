@@ -26,6 +26,7 @@ macro_rules! replication_suite {
             the_master_streams_writes_and_expiries_and_never_answers_acks,
             old_style_sync_gets_a_snapshot_and_the_stream,
             replicaof_wait_select_and_replconf_reply_as_redis,
+            wait_counts_from_the_clients_own_last_write,
         );
     };
 }
@@ -470,4 +471,22 @@ pub fn replicaof_wait_select_and_replconf_reply_as_redis(bin: &str) {
         ("SET k v", "+OK"),
     ]);
     assert_eq!(info_field(&mut conn, "role").as_deref(), Some("master"));
+}
+
+/// WAIT waits for the client's own last write, as Redis's does (`c->woff`):
+/// a replica that never acknowledges anything holds up the client that
+/// wrote, not a client that has written nothing. (The same script against
+/// redis-server 7.0.15: `:0` after the timeout, then `:1` at once.)
+pub fn wait_counts_from_the_clients_own_last_write(bin: &str) {
+    let master = Server::start(bin, &["--save", ""]);
+    let _silent_replica = raw_replica(&master, "PSYNC ? -1");
+    let mut conn = master.client();
+    wait_until("the replica is registered", || {
+        info_field(&mut conn, "connected_slaves").as_deref() == Some("1")
+    });
+    let mut writer = master.raw();
+    writer.converse(&[("SET k v", "+OK"), ("WAIT 1 100", ":0")]);
+    // Timeout 0 waits for ever: this answers only if nothing is awaited.
+    let mut reader = master.raw();
+    reader.converse(&[("GET k", "$1\r\nv"), ("WAIT 1 0", ":1")]);
 }
