@@ -62,7 +62,7 @@ const COMMANDS: &[Command] = &[
         name: "config",
         arity: -2,
         group: "server",
-        summary: "Reads configuration parameters (CONFIG GET).",
+        summary: "Reads configuration parameters (CONFIG GET); RESETSTAT, REWRITE.",
         run: config,
     },
     Command {
@@ -311,16 +311,23 @@ fn command_info(command: &Command) -> Frame {
     ])
 }
 
-/// CONFIG GET parameter [parameter ...]
+/// CONFIG GET parameter [parameter ...] | CONFIG RESETSTAT | CONFIG REWRITE
 ///
 /// redis-benchmark asks for `save` and `appendonly` before it starts. This
 /// step has no persistence, so both say so.
 fn config(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    if !args[1].eq_ignore_ascii_case(b"GET") {
-        return unknown_subcommand(args);
-    }
-    if args.len() < 3 {
-        return wrong_arity("config|get");
+    match (args[1].to_ascii_uppercase().as_slice(), args.len()) {
+        (b"GET", 3..) => {}
+        (b"GET", _) => return wrong_arity("config|get"),
+        // No statistics are kept, so none need resetting; and like a Redis
+        // started without a config file, there is none to write back.
+        (b"RESETSTAT", 2) => return ok(),
+        (b"RESETSTAT", _) => return wrong_arity("config|resetstat"),
+        (b"REWRITE", 2) => {
+            return error("ERR The server is running without a config file".to_string())
+        }
+        (b"REWRITE", _) => return wrong_arity("config|rewrite"),
+        _ => return unknown_subcommand(args),
     }
     let settings = [
         ("bind", server.config.bind.clone()),

@@ -122,7 +122,7 @@ const COMMANDS: &[Command] = &[
         name: "config",
         arity: -2,
         group: "server",
-        summary: "Reads configuration parameters (CONFIG GET).",
+        summary: "Reads configuration parameters (CONFIG GET); RESETSTAT, REWRITE.",
         run: config,
     },
     Command {
@@ -262,7 +262,7 @@ const COMMANDS: &[Command] = &[
         name: "pubsub",
         arity: -2,
         group: "pubsub",
-        summary: "Inspects channels and patterns (CHANNELS, NUMSUB, NUMPAT).",
+        summary: "Inspects channels and patterns (CHANNELS, NUMSUB, NUMPAT, SHARD*).",
         run: pubsub,
     },
     Command {
@@ -409,15 +409,46 @@ pub fn execute(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
         return error("READONLY You can't write against a read only replica.".to_string());
     }
     if client.in_subscribed_mode() && !ALLOWED_WHILE_SUBSCRIBED.contains(&command.name) {
+        // Redis 7 looks a subcommand up before this check: an unknown one
+        // is refused as such, a known one is named with its command.
+        let name = match (
+            SUBCOMMANDS.iter().find(|(c, _)| *c == command.name),
+            args.get(1),
+        ) {
+            (Some((_, known)), Some(sub)) => {
+                let sub = String::from_utf8_lossy(sub).to_lowercase();
+                if !known.contains(&sub.as_str()) {
+                    return unknown_subcommand(args);
+                }
+                format!("{}|{sub}", command.name)
+            }
+            _ => command.name.to_string(),
+        };
         return error(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
-             RESET are allowed in this context",
-            command.name
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+             RESET are allowed in this context"
         ));
     }
     client.has_written |= writes;
     (command.run)(args, client, server)
 }
+
+/// The subcommands of the commands that have them, as Redis 7 names them
+/// (`config|get`).
+const SUBCOMMANDS: &[(&str, &[&str])] = &[
+    ("command", &["count", "docs", "info"]),
+    ("config", &["get", "resetstat", "rewrite"]),
+    (
+        "pubsub",
+        &[
+            "channels",
+            "numpat",
+            "numsub",
+            "shardchannels",
+            "shardnumsub",
+        ],
+    ),
+];
 
 /// Redis's reply to a command it does not know, quoting the first arguments.
 fn unknown_command(args: &[Bytes]) -> Frame {
@@ -644,15 +675,22 @@ fn command_info(command: &Command) -> Frame {
     ])
 }
 
-/// CONFIG GET parameter [parameter ...]
+/// CONFIG GET parameter [parameter ...] | CONFIG RESETSTAT | CONFIG REWRITE
 ///
 /// redis-benchmark asks for `save` and `appendonly` before it starts.
 fn config(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    if !args[1].eq_ignore_ascii_case(b"GET") {
-        return unknown_subcommand(args);
-    }
-    if args.len() < 3 {
-        return wrong_arity("config|get");
+    match (args[1].to_ascii_uppercase().as_slice(), args.len()) {
+        (b"GET", 3..) => {}
+        (b"GET", _) => return wrong_arity("config|get"),
+        // No statistics are kept, so none need resetting; and like a Redis
+        // started without a config file, there is none to write back.
+        (b"RESETSTAT", 2) => return ok(),
+        (b"RESETSTAT", _) => return wrong_arity("config|resetstat"),
+        (b"REWRITE", 2) => {
+            return error("ERR The server is running without a config file".to_string())
+        }
+        (b"REWRITE", _) => return wrong_arity("config|rewrite"),
+        _ => return unknown_subcommand(args),
     }
     let settings = [
         ("bind", server.config.bind.clone()),
@@ -1107,6 +1145,7 @@ fn confirmation(verb: &str, name: Frame, count: usize) -> Frame {
 }
 
 /// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT
+/// | SHARDCHANNELS [pattern] | SHARDNUMSUB [channel ...]
 fn pubsub(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
     let pubsub = &server.pubsub;
     match args[1].to_ascii_uppercase().as_slice() {
@@ -1120,7 +1159,10 @@ fn pubsub(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
                     .collect(),
             )
         }
-        b"CHANNELS" => error(format!(
+        // Shard channels (SSUBSCRIBE) are not in this workshop, so there
+        // are none, and none has subscribers (SHARDNUMSUB below).
+        b"SHARDCHANNELS" if args.len() <= 3 => Frame::Array(vec![]),
+        b"CHANNELS" | b"SHARDCHANNELS" => error(format!(
             "ERR unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",
             String::from_utf8_lossy(&args[1])
         )),
@@ -1135,6 +1177,12 @@ fn pubsub(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
         ),
         b"NUMPAT" if args.len() == 2 => Frame::Integer(pubsub.pattern_count() as i64),
         b"NUMPAT" => wrong_arity("pubsub|numpat"),
+        b"SHARDNUMSUB" => Frame::Array(
+            args[2..]
+                .iter()
+                .flat_map(|channel| [Frame::Bulk(channel.clone()), Frame::Integer(0)])
+                .collect(),
+        ),
         _ => unknown_subcommand(args),
     }
 }

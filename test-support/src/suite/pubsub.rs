@@ -97,6 +97,9 @@ pub fn publish_counts_every_receiver(bin: &str) {
         ),
         ("PUBSUB CHANNELS", "*1\r\n$2\r\nch"),
         ("PUBSUB CHANNELS x*", "*0"),
+        // No shard channels in this workshop: none, and nobody on them.
+        ("PUBSUB SHARDCHANNELS", "*0"),
+        ("PUBSUB SHARDNUMSUB ch", "*2\r\n$2\r\nch\r\n:0"),
     ]);
 }
 
@@ -164,6 +167,16 @@ pub fn subscribed_mode_allows_only_subscription_commands(bin: &str) {
             "GET x",
             "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT \
              / RESET are allowed in this context",
+        ),
+        // A subcommand is looked up first, and named with its command.
+        (
+            "CONFIG GET port",
+            "-ERR Can't execute 'config|get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / \
+             QUIT / RESET are allowed in this context",
+        ),
+        (
+            "CONFIG FOO",
+            "-ERR unknown subcommand 'FOO'. Try CONFIG HELP.",
         ),
         ("PING", "*2\r\n$4\r\npong\r\n$0\r\n"),
         ("PING hi", "*2\r\n$4\r\npong\r\n$2\r\nhi"),

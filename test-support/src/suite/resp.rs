@@ -60,6 +60,15 @@ pub fn errors_match_redis_word_for_word(bin: &str) {
             b"CONFIG GET\r\n",
             b"-ERR wrong number of arguments for 'config|get' command\r\n",
         ),
+        (b"CONFIG RESETSTAT\r\n", b"+OK\r\n"),
+        (
+            b"CONFIG RESETSTAT now\r\n",
+            b"-ERR wrong number of arguments for 'config|resetstat' command\r\n",
+        ),
+        (
+            b"CONFIG REWRITE\r\n",
+            b"-ERR The server is running without a config file\r\n",
+        ),
     ];
     for (request, reply) in cases {
         raw.send(request);
