@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Deadlines, Expiry, Now};
 use crate::glob;
-use crate::pubsub::{Kind, Subscriptions};
+use crate::pubsub::{Kind, Subscriptions, Targets};
 use crate::resp::{parse_integer, Frame, Protocol};
 use crate::snapshot::{self, SaveError};
 use crate::Server;
@@ -30,6 +30,9 @@ pub struct Client {
     /// Set by QUIT: close the connection once the reply is written.
     pub quitting: bool,
     pub subscriptions: Subscriptions,
+    /// Where the PUBLISH about to run sends: found by the connection, which
+    /// waited for room there first (`run_commands`), and taken by `publish`.
+    pub publish_to: Option<Targets>,
     /// Replays history that was already accepted (the AOF at start), for
     /// which no deadline has passed: see [`Deadlines::Ignore`].
     pub replaying: bool,
@@ -43,6 +46,7 @@ impl Client {
             name: None,
             quitting: false,
             subscriptions: Subscriptions::default(),
+            publish_to: None,
             replaying: false,
         }
     }
@@ -975,9 +979,14 @@ fn save_points(points: &[snapshot::SavePoint]) -> String {
 }
 
 /// PUBLISH channel message
-fn publish(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    let receivers = server.pubsub.publish(args[1].clone(), args[2].clone());
-    Frame::Integer(receivers as i64)
+fn publish(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    // A PUBLISH that no connection prepared (a master's stream, the AOF)
+    // finds its targets now.
+    let targets = client
+        .publish_to
+        .take()
+        .unwrap_or_else(|| server.pubsub.targets(&args[1]));
+    Frame::Integer(targets.send(args[1].clone(), args[2].clone()) as i64)
 }
 
 /// SUBSCRIBE channel [channel ...]

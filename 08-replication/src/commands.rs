@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::db::{instant_at_unix_ms, unix_ms_of, unix_time_us, Deadlines, Expiry, Now};
 use crate::glob;
-use crate::pubsub::{Kind, Subscriptions};
+use crate::pubsub::{Kind, Subscriptions, Targets};
 use crate::replication::{self, SyncRequest};
 use crate::resp::{parse_integer, Frame, Protocol};
 use crate::snapshot::{self, SaveError};
@@ -33,6 +33,9 @@ pub struct Client {
     /// Set by QUIT: close the connection once the reply is written.
     pub quitting: bool,
     pub subscriptions: Subscriptions,
+    /// Where the PUBLISH about to run sends: found by the connection, which
+    /// waited for room there first (`run_commands`), and taken by `publish`.
+    pub publish_to: Option<Targets>,
     /// The port a replica announced with REPLCONF listening-port.
     pub listening_port: Option<u16>,
     /// Set by PSYNC or SYNC: the connection turns into a replica's stream.
@@ -57,6 +60,7 @@ impl Client {
             name: None,
             quitting: false,
             subscriptions: Subscriptions::default(),
+            publish_to: None,
             listening_port: None,
             sync_request: None,
             replaying: false,
@@ -1066,9 +1070,14 @@ fn save_points(points: &[snapshot::SavePoint]) -> String {
 }
 
 /// PUBLISH channel message
-fn publish(args: &[Bytes], _: &mut Client, server: &Server) -> Frame {
-    let receivers = server.pubsub.publish(args[1].clone(), args[2].clone());
-    Frame::Integer(receivers as i64)
+fn publish(args: &[Bytes], client: &mut Client, server: &Server) -> Frame {
+    // A PUBLISH that no connection prepared (a master's stream, the AOF)
+    // finds its targets now.
+    let targets = client
+        .publish_to
+        .take()
+        .unwrap_or_else(|| server.pubsub.targets(&args[1]));
+    Frame::Integer(targets.send(args[1].clone(), args[2].clone()) as i64)
 }
 
 /// SUBSCRIBE channel [channel ...]

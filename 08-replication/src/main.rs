@@ -398,8 +398,11 @@ async fn run_commands(
         }
         if args.len() == 3 && args[0].eq_ignore_ascii_case(b"PUBLISH") {
             // PUBLISH itself never waits, so it is held here until the
-            // subscribers' forwarding tasks have made room for it.
-            server.pubsub.wait_for_room(&args[1]).await;
+            // subscribers' forwarding tasks have made room for it, in the
+            // buffers it then sends into.
+            let targets = server.pubsub.targets(&args[1]);
+            targets.wait_for_room().await;
+            client.publish_to = Some(targets);
         }
         let reply = commands::execute(&args, client, server);
         reply.encode(out.output, client.protocol);

@@ -30,7 +30,7 @@ use crate::resp::Frame;
 /// forwarding task has not run yet. Forwarders drain it continuously into
 /// their mailboxes, and a connection waits before each PUBLISH until the
 /// buffers it would send into are at most half full
-/// ([`PubSub::wait_for_room`]), so a subscriber that keeps reading is never
+/// ([`Targets::wait_for_room`]), so a subscriber that keeps reading is never
 /// overrun, however many connections publish at once.
 const BROADCAST_CAPACITY: usize = 256;
 
@@ -97,61 +97,71 @@ struct Topic {
     subscribers: usize,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// The buffers one PUBLISH sends into, and how many subscribers they reach
+/// (what PUBLISH answers).
+pub struct Targets {
+    senders: Vec<broadcast::Sender<Arc<Message>>>,
+    receivers: usize,
 }
 
-impl PubSub {
-    /// Sends `payload` to every subscriber of `channel` and of every
-    /// matching pattern; returns how many receive it.
-    pub fn publish(&self, channel: Bytes, payload: Bytes) -> usize {
-        let message = Arc::new(Message { channel, payload });
-        let mut receivers = 0;
-        if let Some(topic) = lock(&self.channels).get(&message.channel) {
-            // `send` fails only when there is no receiver at all, which our
-            // count already says; nothing to handle.
-            let _ = topic.sender.send(Arc::clone(&message));
-            receivers += topic.subscribers;
-        }
-        for (pattern, topic) in lock(&self.patterns).iter() {
-            if glob::matches(pattern, &message.channel) {
-                let _ = topic.sender.send(Arc::clone(&message));
-                receivers += topic.subscribers;
-            }
-        }
-        receivers
+impl Targets {
+    fn add(&mut self, topic: &Topic) {
+        self.senders.push(topic.sender.clone());
+        self.receivers += topic.subscribers;
     }
 
-    /// Waits until every broadcast buffer that a PUBLISH to `channel` would
-    /// send into is at most half full.
+    /// Waits until every one of these buffers is at most half full.
     ///
     /// `send` never waits: a full buffer is overwritten, and a forwarding
     /// task that had not yet read the overwritten messages lags, which cuts
     /// its subscriber off. Forwarders never wait for anything but the
     /// buffer, so a full buffer only means they have not had a turn on a
-    /// worker thread yet; yielding gives them one. Called right before the
-    /// PUBLISH runs, with no `.await` in between, so only PUBLISHes running
-    /// at that moment on other worker threads can add to the buffer after
-    /// the check: far fewer than the half left free.
-    pub async fn wait_for_room(&self, channel: &[u8]) {
-        while self.fullest_buffer(channel) > BROADCAST_CAPACITY / 2 {
+    /// worker thread yet; yielding gives them one. The connection calls
+    /// this right before the PUBLISH runs, with no `.await` in between, so
+    /// only PUBLISHes running at that moment on other worker threads can
+    /// add to a buffer after the check: far fewer than the half left free.
+    pub async fn wait_for_room(&self) {
+        let crowded = |sender: &broadcast::Sender<_>| sender.len() > BROADCAST_CAPACITY / 2;
+        while self.senders.iter().any(crowded) {
             tokio::task::yield_now().await;
         }
     }
 
-    /// The most messages waiting in the buffer of `channel` or of any
-    /// pattern matching it.
-    fn fullest_buffer(&self, channel: &[u8]) -> usize {
-        let of_channel = lock(&self.channels)
-            .get(channel)
-            .map_or(0, |topic| topic.sender.len());
-        let of_patterns = lock(&self.patterns)
-            .iter()
-            .filter(|(pattern, _)| glob::matches(pattern, channel))
-            .map(|(_, topic)| topic.sender.len())
-            .max()
-            .unwrap_or(0);
-        of_channel.max(of_patterns)
+    /// Sends the message into every buffer; returns how many subscribers
+    /// receive it.
+    pub fn send(self, channel: Bytes, payload: Bytes) -> usize {
+        let message = Arc::new(Message { channel, payload });
+        for sender in &self.senders {
+            // `send` fails only when there is no receiver at all, which our
+            // count already says; nothing to handle.
+            let _ = sender.send(Arc::clone(&message));
+        }
+        self.receivers
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PubSub {
+    /// Where a message published to `channel` goes: the buffer of the
+    /// channel and of every pattern that matches it. Matching every pattern
+    /// is the dear part of a PUBLISH, so it is done once, here.
+    pub fn targets(&self, channel: &[u8]) -> Targets {
+        let mut targets = Targets {
+            senders: Vec::new(),
+            receivers: 0,
+        };
+        if let Some(topic) = lock(&self.channels).get(channel) {
+            targets.add(topic);
+        }
+        for (pattern, topic) in lock(&self.patterns).iter() {
+            if glob::matches(pattern, channel) {
+                targets.add(topic);
+            }
+        }
+        targets
     }
 
     /// The channels with at least one subscriber, optionally only those
