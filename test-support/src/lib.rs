@@ -41,13 +41,8 @@ impl Server {
     /// with the given extra arguments, and waits until it accepts connections.
     pub fn start(binary: &str, args: &[&str]) -> Server {
         let workdir = TempDir::new("workdir");
-        let mut child = Command::new(binary)
+        let mut child = server_command(binary, args)
             .current_dir(workdir.path())
-            .args(["--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
 
@@ -351,15 +346,23 @@ pub fn wait_with_deadline(mut child: Child, what: &str) -> Output {
 /// Runs `binary` with `args` to completion (for servers that must refuse
 /// to start) and returns its output; fails the test if it does not exit.
 pub fn run_to_exit(binary: &str, args: &[&str]) -> Output {
-    let child = Command::new(binary)
+    let child = server_command(binary, args)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    wait_with_deadline(child, binary)
+}
+
+/// A step's binary on a port of its choosing, with `args`, its output
+/// piped to the test.
+fn server_command(binary: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command
         .args(["--port", "0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    wait_with_deadline(child, binary)
+        .stderr(Stdio::piped());
+    command
 }
 
 /// A temporary directory for one test's files, removed when dropped.
